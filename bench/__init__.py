@@ -1,0 +1,1 @@
+"""myapp's benchmark suite: ``python -m bench`` (see docs/benchmarks.md)."""

@@ -1,0 +1,209 @@
+"""``python -m bench``: run the benchmarks and write docs/benchmarks.md.
+
+The default run (fan-out at 100, 1,000 and 5,000 streams, then job overhead)
+stops by itself within about ten minutes: no run starts once its scenario's
+share of ``--budget`` is spent (what was skipped is written in the report).
+``--quick`` is a smoke run of a minute or two, written to bench/results/quick.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import fanout, jobs, report, servers
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DOC = servers.ROOT / "docs" / "benchmarks.md"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    names = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    parser.add_argument("--quick", action="store_true", help="a 1–2 minute smoke run")
+    parser.add_argument("--streams", type=ints, help="stream counts N (default 100,1000,5000)")
+    parser.add_argument(
+        "--systems",
+        type=names,
+        default=["stock", "myapp", "bare"],
+        help=f"of {','.join(fanout.SYSTEMS)} (default stock,myapp,bare)",
+    )
+    parser.add_argument("--users", type=int, default=10, help="users the streams are spread over")
+    parser.add_argument("--rate", type=float, default=1000.0, help="events/s published in total")
+    parser.add_argument("--duration", type=float, help="seconds of publishing per run (default 8)")
+    parser.add_argument("--repeats", type=int, help="repeats per N and system (default 3)")
+    parser.add_argument(
+        "--large-repeats",
+        type=int,
+        help="repeats at N >= 5,000, where each saturated run reopens every stream (default 2)",
+    )
+    parser.add_argument(
+        "--open-concurrency", type=int, default=50, help="streams opened at a time (default 50)"
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=1000,
+        help="myapp streams opened all at once, once, at the smallest N (0: no)",
+    )
+    parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for stragglers")
+    parser.add_argument(
+        "--bare-client",
+        choices=["raw", "redis-py"],
+        default="raw",
+        help="bare subscribers: raw RESP (default) or redis.asyncio",
+    )
+    parser.add_argument(
+        "--scenarios", type=names, default=["fanout", "jobs"], help="fanout,jobs (default both)"
+    )
+    parser.add_argument("--jobs", type=int, help="jobs per batch (default 200)")
+    parser.add_argument("--job-workers", type=int, help="RQ worker processes (default 20)")
+    parser.add_argument("--job-repeats", type=int, help="repeats of the job batches (default 3)")
+    parser.add_argument("--budget", type=float, help="seconds the whole run may take (default 600)")
+    parser.add_argument("--output", type=Path, help="the Markdown file to write")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RAW_JSON",
+        help="only write the Markdown again from a run's raw figures",
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "streams": [100, 1000] if quick else [100, 1000, 5000],
+        "duration": 3.0 if quick else 8.0,
+        "repeats": 1 if quick else 3,
+        "large_repeats": 1 if quick else 2,
+        "jobs": 30 if quick else 200,
+        "job_workers": 10 if quick else 20,
+        "job_repeats": 1 if quick else 3,
+        "budget": 150.0 if quick else 600.0,
+        "output": RESULTS / "quick.md" if quick else DOC,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.render:
+        args.output.write_text(report.render(json.loads(args.render.read_text())))
+        print(f"wrote {args.output} from {args.render}")
+        return 0
+    servers.raise_nofile()
+    # A hard stop well past the budget, in case something hangs: the exception
+    # unwinds every ``finally``, which stops every process we started.
+    signal.signal(signal.SIGALRM, _overdue)
+    signal.signal(signal.SIGTERM, _stopped)  # so that a SIGTERM also runs the finally blocks
+    signal.alarm(int(args.budget) + 240)
+    started = time.monotonic()
+    start_utc = datetime.datetime.now(datetime.UTC)
+    log = lambda text: print(f"[{time.monotonic() - started:5.0f}s] {text}", flush=True)  # noqa: E731
+    results: dict = {
+        "command": shlex.join(["python", "-m", "bench", *argv]),
+        "started": start_utc.strftime("%Y-%m-%d %H:%M"),
+        "load_start": report.load_average(),
+        "options": {
+            "streams": args.streams,
+            "systems": args.systems,
+            "users": args.users,
+            "rate": args.rate,
+            "duration": args.duration,
+            "repeats": args.repeats,
+            "large_repeats": args.large_repeats,
+            "drain": args.drain,
+            "bare_client": args.bare_client,
+            "open_concurrency": args.open_concurrency,
+            "burst": args.burst,
+        },
+        "notes": [],
+    }
+    # No fan-out run starts after fanout_deadline (a run at 5,000 streams takes up to
+    # ~40 s), no job batch after jobs_deadline (a batch takes up to ~15 s, and the
+    # workers ~10 s to stop): the job scenario gets what the fan-out leaves.
+    jobs_share = 0.0 if "jobs" not in args.scenarios else (35.0 if args.quick else 90.0)
+    fanout_deadline = started + args.budget - jobs_share - (10 if args.quick else 40)
+    jobs_deadline = started + args.budget - (15 if args.quick else 30)
+    with tempfile.TemporaryDirectory(prefix="myapp-bench-") as tmp:
+        workdir = Path(tmp)
+        db_path = workdir / "myapp.db"
+        log(f"creating {args.users} users with `flask --app app user create`")
+        env = servers.service_env("redis://127.0.0.1:1/0", f"sqlite:///{db_path}")
+        users = servers.create_users(env, db_path, [f"bench-user-{i}" for i in range(args.users)])
+        results["redis_version"] = _redis_version(workdir)
+        if "fanout" in args.scenarios:
+            log(f"fan-out: N = {args.streams}, systems {args.systems}")
+            opts = fanout.Options(
+                streams=args.streams,
+                systems=args.systems,
+                users=args.users,
+                rate=args.rate,
+                duration=args.duration,
+                repeats=args.repeats,
+                large_repeats=args.large_repeats,
+                drain=args.drain,
+                bare_client=args.bare_client,
+                deadline=fanout_deadline,
+                open_concurrency=args.open_concurrency,
+                burst=args.burst,
+                log=log,
+            )
+            results["fanout"] = fanout.run(opts, workdir, db_path, users)
+        if "jobs" in args.scenarios:
+            log(f"job overhead: {args.jobs} jobs per batch on {args.job_workers} workers")
+            jopts = jobs.JobOptions(
+                jobs=args.jobs,
+                workers=args.job_workers,
+                repeats=args.job_repeats,
+                deadline=jobs_deadline,
+                log=log,
+            )
+            results["jobs"] = jobs.run(jopts, workdir, db_path, users)
+    results["elapsed"] = time.monotonic() - started
+    results["load_end"] = report.load_average()
+    results["machine"] = report.machine(results["redis_version"])
+    RESULTS.mkdir(exist_ok=True)
+    raw = RESULTS / f"{start_utc.strftime('%Y%m%dT%H%M%S')}{'-quick' if args.quick else ''}.json"
+    raw.write_text(json.dumps(results, indent=1))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.render(results))
+    log(f"wrote {args.output} (raw figures: {raw})")
+    return 0
+
+
+class Overdue(Exception):
+    pass
+
+
+def _overdue(signum, frame):
+    raise Overdue("the run went far past its --budget; everything started was stopped")
+
+
+def _stopped(signum, frame):
+    raise Overdue("stopped by SIGTERM; everything started was stopped")
+
+
+def _redis_version(workdir: Path) -> str:
+    redis = servers.start_redis(workdir / "redis-version", "version")
+    try:
+        return redis.info()["redis_version"]
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

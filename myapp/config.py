@@ -1,0 +1,86 @@
+"""Configuration: safe defaults in code, overridden by environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+#: Environment variables read at startup, with their defaults. ``None`` means
+#: "derived at startup" (see :func:`from_environment`).
+DEFAULTS: dict[str, object] = {
+    "SECRET_KEY": None,
+    "REDIS_URL": None,
+    "DATABASE_URL": None,
+    "REDIS_MAX_CONNECTIONS": 10,
+    "RQ_QUEUE": "default",
+    "MAX_ACTIVE_JOBS_PER_USER": 10,
+    "MAX_RUNNING_JOBS_PER_USER": 4,
+    "WORKER_DEATH_SECONDS": 120.0,
+    "CANCEL_GRACE_SECONDS": 2.0,
+    "PROGRESS_DB_INTERVAL": 1.0,
+    "PROGRESS_MAX_RATE": 10.0,
+    "STREAM_HEARTBEAT_SECONDS": 15.0,
+    "STREAM_RETENTION_SECONDS": 300.0,
+    "STREAM_QUEUE_SIZE": 1000,
+    "MAX_STREAMS_PER_USER": 20,
+    "SESSION_COOKIE_SECURE": False,
+    "MAX_CONTENT_LENGTH": 48 * 1024 * 1024,
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "INFO",
+    #: A bearer token that may read /metrics (for Prometheus); admins always may.
+    "METRICS_TOKEN": "",
+}
+
+
+def from_environment(instance_path: str) -> dict[str, object]:
+    """Read the configuration from the environment.
+
+    ``REDIS_URL`` defaults to the embedded Redis socket that ``python3 app.py``
+    starts; ``DATABASE_URL`` to a SQLite file in the instance folder.
+    ``SECRET_KEY`` defaults to a random key kept in the instance folder, so a
+    local run keeps its sessions across restarts and nothing secret is in the repo.
+    """
+    instance = Path(instance_path)
+    config: dict[str, object] = {}
+    for name, default in DEFAULTS.items():
+        value = os.environ.get(name)
+        if value is None:
+            config[name] = default
+        elif isinstance(default, bool):
+            config[name] = value.lower() in {"1", "true", "yes", "on"}
+        elif isinstance(default, int | float):
+            try:
+                config[name] = type(default)(value)
+            except ValueError:
+                raise RuntimeError(f"{name} must be a number, not {value!r}") from None
+        else:
+            config[name] = value
+    if config["REDIS_URL"] is None:
+        config["REDIS_URL"] = f"unix://{instance / 'redis.sock'}"
+    if config["DATABASE_URL"] is None:
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'myapp.db'}"
+    if config["SECRET_KEY"] is None:
+        config["SECRET_KEY"] = _instance_secret(instance)
+    return config
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random secret kept in the instance folder, created once.
+
+    Written aside and hard-linked into place, so processes that start together
+    all end up with the same key.
+    """
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        aside = instance / f"secret_key.{os.getpid()}"
+        aside.write_text(secrets.token_hex(32))
+        aside.chmod(0o600)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+        finally:
+            aside.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,86 @@
+"""The database: Flask-SQLAlchemy session, Alembic migrations applied at startup."""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase
+
+MIGRATIONS = str(Path(__file__).with_name("migrations"))
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(directory=MIGRATIONS)
+
+#: Database URLs this process has already brought up to date.
+_upgraded: set[str] = set()
+
+
+def init_app(app: Flask) -> None:
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["DATABASE_URL"])
+    db.init_app(app)
+    migrate.init_app(app, db)
+    if app.config.get("AUTO_MIGRATE", True):
+        with app.app_context():
+            upgrade_schema()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def upgrade_schema() -> None:
+    """Create or migrate the schema to the newest revision, once per process.
+
+    Several processes start at once (web workers, RQ workers), so the upgrade
+    runs under a lock: an advisory lock on PostgreSQL (taken in ``env.py``),
+    a file lock beside the database file on SQLite.
+    """
+    url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    key = url.render_as_string(hide_password=False)
+    if key in _upgraded:
+        return
+    config = current_app.extensions["migrate"].migrate.get_config()
+    with _sqlite_file_lock(url):
+        command.upgrade(config, "head")
+    _upgraded.add(key)
+
+
+@contextmanager
+def _sqlite_file_lock(url):
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield
+        return
+    path = Path(url.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.migrate-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """Let the web, the worker and its work horses write to one SQLite file."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

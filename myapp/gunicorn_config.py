@@ -1,0 +1,24 @@
+"""gunicorn settings for production: ``gunicorn -c python:myapp.gunicorn_config app:app``.
+
+Streams are long-lived and mostly idle, so each process is one gevent worker
+serving thousands of connections; add processes (``WEB_CONCURRENCY``) for CPU.
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+#: Open connections (mostly SSE streams) per process.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+#: For gevent workers this is the heartbeat deadline, not a request limit: a stream
+#: may stay open for hours.
+timeout = 30
+#: On SIGTERM, streams get this long to end; clients then reconnect elsewhere and
+#: replay what they missed (Last-Event-ID).
+graceful_timeout = 10
+keepalive = 75
+#: Trust X-Forwarded-* from the proxy in front (nginx on the same host by default).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+control_socket_disable = True
+accesslog = "-"

@@ -1,0 +1,163 @@
+"""One Redis subscriber per web process, fanning events out to its open streams.
+
+Stock flask-sse opens a pub/sub connection per browser tab. Here each process
+holds one pattern subscription to every user channel and hands each event,
+formatted once, to the bounded queue of every local stream of that channel. A
+stream whose queue is full (its client stopped reading) is dropped, not
+waited for: its socket is shut, and the client reconnects and replays.
+
+Written with ``threading`` and ``queue``, which gunicorn's gevent worker turns
+into greenlets; they also work in a plain threaded server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections import defaultdict
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from myapp.events import Event
+
+log = logging.getLogger(__name__)
+
+#: Put in a stream's queue when the stream must end (its queue overflowed, or
+#: the subscription was lost and events may have been missed).
+CLOSE = None
+
+
+class Subscriber:
+    """One open stream's queue of events."""
+
+    def __init__(self, hub: Hub, channel: str, sock: socket.socket | None, size: int):
+        self.hub = hub
+        self.channel = channel
+        self.sock = sock
+        self.queue: queue.Queue[Event | None] = queue.Queue(maxsize=size)
+        self.dropped = False
+        #: The stream's place in its user's limit (see :mod:`myapp.limits`).
+        self.id = ""
+
+    def offer(self, event: Event | None) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except queue.Full:
+            self.drop()
+
+    def drop(self) -> None:
+        """End this stream now; a write blocked on a client that stopped reading fails."""
+        if self.dropped:
+            return
+        self.dropped = True
+        self.hub.dropped += 1
+        log.warning("dropped a stream of %s that fell behind", self.channel)
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
+        try:
+            self.queue.put_nowait(CLOSE)
+        except queue.Full:
+            pass  # the reader sees ``dropped`` after its current event
+
+    def get(self, timeout: float) -> Event | None | bool:
+        """The next event, CLOSE, or False when ``timeout`` passed with nothing."""
+        if self.dropped:
+            return CLOSE
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+
+
+class Hub:
+    def __init__(self, redis: Redis, pattern: str, queue_size: int):
+        self.redis = redis
+        self.pattern = pattern
+        self.queue_size = queue_size
+        self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        self.delivered = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._pid: int | None = None
+
+    def subscribe(
+        self, channel: str, sock: socket.socket | None, timeout: float = 5.0
+    ) -> Subscriber:
+        """Register a stream; once this returns, no event for ``channel`` is missed."""
+        self._start()
+        if not self._ready.wait(timeout):
+            raise RedisError("the event subscription is not available")
+        subscriber = Subscriber(self, channel, sock, self.queue_size)
+        with self._lock:
+            self.subscribers[channel].add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            local = self.subscribers.get(subscriber.channel)
+            if local is not None:
+                local.discard(subscriber)
+                if not local:
+                    del self.subscribers[subscriber.channel]
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(local) for local in self.subscribers.values())
+
+    def _start(self) -> None:
+        # Started on first use in each process: a hub made before a fork has no thread.
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._ready.clear()
+        threading.Thread(target=self._run, name="myapp-hub", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._listen()
+            except (RedisError, OSError) as exc:
+                log.warning("event subscription lost (%s); reconnecting", exc)
+            self._ready.clear()
+            self._close_all()
+            time.sleep(0.5)
+
+    def _listen(self) -> None:
+        pubsub = self.redis.pubsub()
+        try:
+            pubsub.psubscribe(self.pattern)
+            for item in pubsub.listen():
+                if item["type"] == "psubscribe":
+                    self._ready.set()
+                elif item["type"] == "pmessage":
+                    self._dispatch(item["channel"].decode(), item["data"])
+        finally:
+            pubsub.close()
+
+    def _dispatch(self, channel: str, payload: bytes) -> None:
+        local = self.subscribers.get(channel)
+        if not local:
+            return
+        event_id, _, encoded = payload.partition(b" ")
+        event = Event.from_log(event_id, encoded)
+        for subscriber in list(local):
+            subscriber.offer(event)
+        self.delivered += len(local)
+
+    def _close_all(self) -> None:
+        """Events may have been missed while disconnected: end every stream, so each
+        client reconnects and replays from its last id."""
+        with self._lock:
+            everyone = [s for local in self.subscribers.values() for s in local]
+        for subscriber in everyone:
+            subscriber.drop()

@@ -1,0 +1,262 @@
+"""``import_contacts``: write a user's contacts from rows of ``name``, ``email``, ``phone``.
+
+The rows come as JSON (``{"rows": [{"name": ..., "email": ...}, ...]}``) or as an
+uploaded CSV that :func:`form_payload` turns into that same payload before
+:func:`myapp.jobs.validate`. The parameters are strict on shape (types, keys, sizes)
+and permissive on content: a row whose email is not an address is a *bad row*,
+counted and reported in the result, not a refused request.
+
+The job is resumable (:mod:`myapp.steps`): rows are written in batches of
+:data:`BATCH`, each committed together with the cursor, so a job killed at row
+47,000 of 100,000 goes on from 47,000 when it runs again, and no row is written
+twice (``contacts`` is unique on (job, row) as a last safety net).
+
+Cells are stored as they were given (trimmed), not escaped: the page escapes them
+when it shows them and the JSON API is data. Whatever one day exports contacts to
+a spreadsheet (CSV, XLSX) MUST neutralise cells that start with ``=``, ``+``, ``-``
+or ``@`` (CSV injection), because a name like ``=HYPERLINK(...)`` is stored as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rq import get_current_job
+from sqlalchemy import func, select
+
+from myapp import jobs
+from myapp.db import db
+from myapp.models import Contact
+from myapp.steps import job_steps
+
+#: Rows one import may have.
+MAX_ROWS = 100_000
+#: Longest cell the request accepts at all; longer ones are refused (400), shorter
+#: ones that break the limits below are bad rows.
+MAX_CELL = 1000
+#: Largest CSV upload, in bytes.
+MAX_CSV_BYTES = 32 * 1024 * 1024
+#: Rows written (and committed with the cursor) at a time.
+BATCH = 500
+#: Bad rows listed in the result (all of them are counted).
+BAD_ROWS_LISTED = 100
+
+NAME_MAX, EMAIL_MAX, PHONE_MAX = 200, 254, 50
+COLUMNS = ("name", "email", "phone")
+REQUIRED = ("name", "email")
+
+# The WHATWG (HTML ``<input type="email">``) address syntax, with a dot in the domain.
+_EMAIL = re.compile(
+    r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+    r"@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+"
+)
+_PHONE = re.compile(r"[0-9 +()-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=MAX_CELL)
+    email: str = Field(max_length=MAX_CELL)
+    phone: str | None = Field(default=None, max_length=MAX_CELL)
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[Row] = Field(min_length=1, max_length=MAX_ROWS)
+
+
+# -- the job ------------------------------------------------------------------
+
+
+def run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("import_contacts runs on a worker: it needs its job's id and user")
+    user_id, job_id = job.meta["user_id"], job.id
+    total = len(rows)
+    bad = BadRows()
+    with job_steps() as steps, steps.step("import", total=total) as step:
+        # Rows before the cursor were written by an earlier attempt; only their bad
+        # rows are needed again, for the result (validating is cheap; nothing is written).
+        for index in range(step.cursor):
+            bad.check(index, rows[index])
+        for start in range(step.cursor, total, BATCH):
+            end = min(start + BATCH, total)
+            written = set(
+                db.session.scalars(
+                    select(Contact.row_number).where(
+                        Contact.job_id == job_id, Contact.row_number.between(start + 1, end)
+                    )
+                )
+            )
+            for index in range(start, end):
+                contact = bad.check(index, rows[index])
+                if contact is not None and index + 1 not in written:
+                    db.session.add(
+                        Contact(user_id=user_id, job_id=job_id, row_number=index + 1, **contact)
+                    )
+            step.advance(end, f"{end:,} of {total:,} rows")
+    imported = db.session.scalar(
+        select(func.count()).select_from(Contact).where(Contact.job_id == job_id)
+    )
+    return {"imported": imported, "bad": bad.count, "bad_rows": bad.listed, "link": "/contacts"}
+
+
+class BadRows:
+    """Counts bad rows and keeps the first :data:`BAD_ROWS_LISTED` of them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.listed: list[dict[str, Any]] = []
+
+    def check(self, index: int, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The clean contact of row ``index`` (0-based), or None when it is bad."""
+        contact, reason = validate_row(row)
+        if reason is not None:
+            self.count += 1
+            if len(self.listed) < BAD_ROWS_LISTED:
+                self.listed.append({"row": index + 1, "reason": reason})
+        return contact
+
+
+def validate_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """``(contact, None)`` for a good row, ``(None, reason)`` for a bad one."""
+    name = (row.get("name") or "").strip()
+    email = (row.get("email") or "").strip().lower()
+    phone = (row.get("phone") or "").strip() or None
+    problems = []
+    if not name:
+        problems.append("name is empty")
+    elif len(name) > NAME_MAX:
+        problems.append(f"name is longer than {NAME_MAX} characters")
+    elif problem := _text_problem("name", name):
+        problems.append(problem)
+    if not email:
+        problems.append("email is empty")
+    elif len(email) > EMAIL_MAX:
+        problems.append(f"email is longer than {EMAIL_MAX} characters")
+    elif not _EMAIL.fullmatch(email):
+        problems.append("email is not a valid address")
+    if phone is not None:
+        if len(phone) > PHONE_MAX:
+            problems.append(f"phone is longer than {PHONE_MAX} characters")
+        elif not _PHONE.fullmatch(phone) or not any(c.isdigit() for c in phone):
+            problems.append("phone may only have digits, spaces and + - ( )")
+    if problems:
+        return None, "; ".join(problems)
+    return {"name": name, "email": email, "phone": phone}, None
+
+
+def _text_problem(field: str, value: str) -> str | None:
+    """Text the database would refuse (NUL on PostgreSQL, lone surrogates anywhere)
+    must be a bad row, not a job that fails on every attempt."""
+    if _CONTROL.search(value):
+        return f"{field} has control characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{field} is not valid text"
+    return None
+
+
+# -- CSV uploads ----------------------------------------------------------------
+
+
+def form_payload(form: Mapping[str, Any], files: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON payload of a multipart upload: ``kind=import_contacts`` and a CSV ``file``.
+
+    Raises :class:`myapp.jobs.InvalidJob` for anything else.
+    """
+    unknown = (set(form) - {"kind", "csrf_token"}) | (set(files) - {"file"})
+    if unknown:
+        raise jobs.InvalidJob(f"unknown field(s): {', '.join(sorted(unknown))}")
+    if form.get("kind") != "import_contacts":
+        raise jobs.InvalidJob(
+            "a file upload must be kind=import_contacts, with the CSV in the 'file' field"
+        )
+    upload = files.get("file")
+    if upload is None:
+        raise jobs.InvalidJob("no file: send the CSV in the 'file' field")
+    data = upload.stream.read(MAX_CSV_BYTES + 1)
+    if len(data) > MAX_CSV_BYTES:
+        raise jobs.InvalidJob(f"the file is larger than {MAX_CSV_BYTES // 2**20} MiB")
+    return {"kind": "import_contacts", "params": {"rows": parse_csv(data)}}
+
+
+def parse_csv(data: bytes) -> list[dict[str, str]]:
+    """Rows of a UTF-8 CSV whose header names the columns ``name``, ``email`` and
+    optionally ``phone`` (any case, any order). Blank lines are skipped; a short
+    line's missing cells are empty (a bad row if that leaves no email).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise jobs.InvalidJob(
+            f"the file is not UTF-8 text (byte {exc.start + 1}); save it as 'CSV UTF-8'"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[dict[str, str]] = []
+    try:
+        header = next((cells for cells in reader if _filled(cells)), None)
+        if header is None:
+            raise jobs.InvalidJob(
+                "the file is empty: expected a header row 'name,email' "
+                "(optionally with 'phone') and one line per contact"
+            )
+        columns = _columns(header)
+        for cells in reader:
+            if not _filled(cells):
+                continue
+            if len(cells) > len(columns):
+                raise jobs.InvalidJob(
+                    f"line {reader.line_num} has {len(cells)} values but the header has "
+                    f"{len(columns)} columns; put values that contain commas in double quotes"
+                )
+            if len(rows) == MAX_ROWS:
+                raise jobs.InvalidJob(f"the file has more than {MAX_ROWS:,} rows; split it")
+            cells += [""] * (len(columns) - len(cells))
+            rows.append(dict(zip(columns, cells, strict=True)))
+    except csv.Error as exc:
+        raise jobs.InvalidJob(
+            f"the file is not valid CSV (line {reader.line_num}): {exc}"
+        ) from None
+    if not rows:
+        raise jobs.InvalidJob("the file has a header row but no contacts")
+    return rows
+
+
+def _filled(cells: list[str]) -> bool:
+    return any(cell.strip() for cell in cells)
+
+
+def _columns(header: list[str]) -> list[str]:
+    names = [cell.strip().lower() for cell in header]
+    problems = []
+    unknown = [name for name in names if name not in COLUMNS]
+    if unknown:
+        shown = ", ".join(f'"{name[:40]}"' for name in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        problems.append(f"unknown column(s): {shown}{more}")
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    duplicated = sorted({name for name in names if name in COLUMNS and names.count(name) > 1})
+    if duplicated:
+        problems.append(f"repeated column(s): {', '.join(duplicated)}")
+    if problems:
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+            hint = " (columns must be separated by commas)"
+        raise jobs.InvalidJob(
+            f"{'; '.join(problems)}{hint}. The header row must name the columns name and "
+            "email, and may name phone"
+        )
+    return names

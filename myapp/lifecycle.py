@@ -1,0 +1,148 @@
+"""Where a job's state becomes an event: the user's stream and the database record.
+
+Everything that changes a job (the web submitting it, the worker starting and
+ending it, :mod:`myapp.progress` moving it) ends here; nothing else publishes
+or writes job state.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import current_app
+from rq.job import Job
+from sqlalchemy.orm import Session
+
+from myapp import batches, events, logs, metrics, state
+from myapp.connections import get_redis
+from myapp.db import db
+from myapp.events import channel_for
+from myapp.models import TrackedJob
+
+
+def job_changed(
+    job: Job,
+    status: str,
+    error: str | None = None,
+    result: Any = None,
+    retry: dict[str, Any] | None = None,
+) -> None:
+    """The worker saw ``job`` change status: record it and tell its user."""
+    data = state.from_rq(job, status=status, error=error, result=result, retry=retry)
+    emit(job, data, durable=True)
+    logs.job_changed(data, job.meta["user_id"])
+
+
+def row_changed(row: TrackedJob, **changes: Any) -> dict[str, Any]:
+    """The web changed a job (canceled before it ran, retried): record and tell."""
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.updated_at = state.utcnow()
+    db.session.commit()
+    data = row.to_dict()
+    publish(row.user_id, data)
+    if row.parent_id is not None:
+        _child_changed(row.user_id, data)
+    return data
+
+
+def emit(job: Job, data: dict[str, Any], durable: bool, save_meta: bool = False) -> None:
+    """Publish ``data`` on the owner's stream; record it first when ``durable``.
+
+    The database is written before the event goes out, so a client that reloads
+    after seeing an event never reads an older state. Saving the job's ``meta``
+    and publishing share one pipelined round trip to Redis.
+    """
+    if durable:
+        record(data)
+    with get_redis().pipeline(transaction=False) as pipe:
+        if save_meta:
+            pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
+        _append(pipe, job.meta["user_id"], data)
+        pipe.execute()
+    if data["parent"] is not None:
+        _child_changed(job.meta["user_id"], data)
+
+
+def record(data: dict[str, Any]) -> None:
+    """Write the job's state in a session of its own: a job body's uncommitted work
+    (see :mod:`myapp.steps`) must not be committed along with it."""
+    with Session(db.engine) as session:
+        row = session.get(TrackedJob, data["id"])
+        if row is None:
+            current_app.logger.warning("job %s has no database record", data["id"])
+            return
+        if row.group_mode and state.iso(row.updated_at) > data["updated_at"]:
+            return  # a parent's newer state, aggregated in another process, came first
+        row.apply(data)
+        session.commit()
+
+
+def publish(user_id: int, data: dict[str, Any]) -> None:
+    """Publish a job state that is already recorded (as when it was just submitted)."""
+    _append(get_redis(), user_id, data)
+    logs.job_changed(data, user_id)
+
+
+def _append(redis, user_id: int, data: dict[str, Any]) -> None:
+    retention = current_app.config["STREAM_RETENTION_SECONDS"]
+    events.append(redis, channel_for(user_id), {"data": data, "type": "job"}, retention)
+    if data["status"] in state.TERMINAL:
+        metrics.job_ended(redis, data)
+
+
+# -- jobs in pieces: a child's change moves its parent (see myapp.batches) --------
+
+
+def _child_changed(user_id: int, child: dict[str, Any]) -> None:
+    config = current_app.config
+    gap, db_interval = 1 / config["PROGRESS_MAX_RATE"], config["PROGRESS_DB_INTERVAL"]
+    if child["status"] in ("failed", "canceled"):
+        parent = db.session.get(TrackedJob, child["parent"])
+        if parent is not None and parent.group_mode == "sequence":
+            _skip_after(child)
+    outcome = batches.aggregate(get_redis(), child, gap, db_interval)
+    _parent_changed(user_id, child["parent"], outcome)
+
+
+def flush_parent(user_id: int, parent_id: str) -> None:
+    """Send the parent's event that a throttle held back, if nobody sent it since."""
+    config = current_app.config
+    gap, db_interval = 1 / config["PROGRESS_MAX_RATE"], config["PROGRESS_DB_INTERVAL"]
+    _parent_changed(user_id, parent_id, batches.flush(get_redis(), parent_id, gap, db_interval))
+
+
+def _parent_changed(user_id: int, parent_id: str, outcome: Any) -> None:
+    if isinstance(outcome, float):
+        app = current_app._get_current_object()
+        timer = threading.Timer(outcome, _flush_later, (app, user_id, parent_id))
+        timer.daemon = True
+        timer.start()
+    elif outcome is not None:
+        parent = db.session.get(TrackedJob, parent_id)
+        if parent is None:
+            return
+        before = parent.status
+        data = batches.parent_state(parent, outcome)
+        if outcome.durable:
+            record(data)
+        _append(get_redis(), user_id, data)
+        if data["status"] != before:
+            logs.job_changed(data, user_id)
+
+
+def _flush_later(app, user_id: int, parent_id: str) -> None:
+    with app.app_context():
+        flush_parent(user_id, parent_id)
+
+
+def _skip_after(child: dict[str, Any]) -> None:
+    """A stage of a sequence failed: those after it will never start."""
+    from myapp import control  # control uses this module
+
+    db.session.rollback()  # the failed stage's unfinished work is not kept
+    for stage in batches.later_stages(child["id"]):
+        control.drop(stage.id)
+        error = f"skipped: {child['name']} {child['status']}"
+        row_changed(stage, status="skipped", ended_at=state.utcnow(), error=error)

@@ -1,0 +1,85 @@
+"""Per-user limits: ``MAX_ACTIVE_JOBS_PER_USER`` queued or running jobs, and
+``MAX_STREAMS_PER_USER`` open streams.
+
+The count lives in Redis, as a set of job ids per user, so every web and worker
+process sees the same one: a job takes its place when submitted and gives it
+back with its terminal event (in the same script that publishes it, see
+:mod:`myapp.events`), including the "worker died" event of a job whose worker
+was killed, so the count cannot drift.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from myapp.connections import get_redis
+from myapp.events import admitted_key, channel_for
+
+_ADMIT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 604800)
+return 1
+"""
+
+
+class TooManyJobs(Exception):
+    """The user has as many active jobs as allowed."""
+
+
+def admit(user_id: int, job_id: str) -> None:
+    limit = current_app.config["MAX_ACTIVE_JOBS_PER_USER"]
+    key = admitted_key(channel_for(user_id))
+    if not get_redis().eval(_ADMIT, 1, key, job_id, limit):
+        raise TooManyJobs(
+            f"you already have {limit} active jobs; wait for one to end or cancel one"
+        )
+
+
+def release(user_id: int, job_id: str) -> None:
+    get_redis().srem(admitted_key(channel_for(user_id)), job_id)
+
+
+# -- open streams ---------------------------------------------------------------------
+
+# A sorted set per user: stream id -> when its lease runs out. A stream renews its
+# lease while it runs, so the streams of a web process that died drop out by themselves.
+_OPEN_STREAM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])))
+return 1
+"""
+
+
+class TooManyStreams(Exception):
+    """The user has as many open streams as allowed."""
+
+
+def _streams_key(user_id: int) -> str:
+    return f"{channel_for(user_id)}:streams"
+
+
+def stream_lease_seconds() -> float:
+    """A stream renews its lease at each heartbeat; three missed ones end it."""
+    return 3 * current_app.config["STREAM_HEARTBEAT_SECONDS"] + 5
+
+
+def open_stream(user_id: int, stream_id: str) -> None:
+    """Take (or renew) a stream's place; :class:`TooManyStreams` when none is left."""
+    limit = current_app.config["MAX_STREAMS_PER_USER"]
+    args = [stream_id, limit, stream_lease_seconds()]
+    if not get_redis().eval(_OPEN_STREAM, 1, _streams_key(user_id), *args):
+        raise TooManyStreams(f"you already have {limit} open streams; close one first")
+
+
+def close_stream(redis, user_id: int, stream_id: str) -> None:
+    """Free a stream's place; takes ``redis``, as it runs after the request's context."""
+    redis.zrem(_streams_key(user_id), stream_id)

@@ -1,0 +1,199 @@
+"""Database models: users, their API tokens, and the durable record of each job."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from myapp import state
+from myapp.db import db
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def new_token(self) -> str:
+        """Create an API token; only its hash is stored, so it is shown once."""
+        token = secrets.token_urlsafe(32)
+        self.tokens.append(ApiToken(token_hash=ApiToken.hash(token)))
+        return token
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+    @staticmethod
+    def hash(token: str) -> str:
+        """Tokens are 256 random bits, so a plain SHA-256 is enough to store them."""
+        return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TrackedJob(db.Model):
+    """A job as users see it, kept after RQ forgets it and across Redis restarts."""
+
+    __tablename__ = "tracked_jobs"
+    __table_args__ = (Index("ix_tracked_jobs_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(50))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))
+    progress_done: Mapped[int | None]
+    progress_total: Mapped[int | None]
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any | None] = mapped_column(JSON)
+    #: Where a resumable job got to (see :mod:`myapp.steps`), saved with its work.
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: A job in pieces (:mod:`myapp.batches`): "batch" or "sequence" on the parent,
+    #: whose children point to it and are ordered by ``position``.
+    group_mode: Mapped[str | None] = mapped_column(String(10))
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tracked_jobs.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int | None]
+    #: A child's label on the page: the item's or the stage's name.
+    name: Mapped[str | None] = mapped_column(String(200))
+    #: A parent's weighted percent; a plain job's comes from done and total.
+    progress_percent: Mapped[float | None]
+
+    children: Mapped[list[TrackedJob]] = relationship(
+        order_by="TrackedJob.position", passive_deletes=True
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as JSON, the same shape the worker publishes.
+
+        A parent also lists its children and counts them by status, which needs
+        ``children`` loaded (``selectinload``); see :func:`with_children`.
+        """
+        data = state.job_json(
+            id=self.id,
+            kind=self.kind,
+            status=self.status,
+            done=self.progress_done,
+            total=self.progress_total,
+            message=self.progress_message,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            updated_at=self.updated_at,
+            error=self.error,
+            result=self.result,
+            parent=self.parent_id,
+            name=self.name,
+            percent=self.progress_percent,
+        )
+        if self.group_mode:
+            data["children"] = [child.id for child in self.children]
+            data["counts"] = state.counts(child.status for child in self.children)
+        return data
+
+    @staticmethod
+    def with_children():
+        """The loader option that lets :meth:`to_dict` list a parent's children."""
+        return selectinload(TrackedJob.children)
+
+    def apply(self, job: dict[str, Any]) -> None:
+        """Copy a newer job state (as from :func:`myapp.state.job_json`) into the row."""
+        progress = job["progress"]
+        self.status = job["status"]
+        self.progress_done = progress["done"]
+        self.progress_total = progress["total"]
+        self.progress_message = progress["message"]
+        self.started_at = state.parse_time(job["started_at"])
+        self.ended_at = state.parse_time(job["ended_at"])
+        self.updated_at = state.parse_time(job["updated_at"])
+        self.error = job["error"]
+        self.result = job["result"]
+        if self.group_mode:
+            self.progress_percent = progress["percent"]
+
+
+class Contact(db.Model):
+    """A contact imported by ``import_contacts``; (job, row) is unique, so a resumed
+    import can never write a row twice."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("job_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    row_number: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "job_id": self.job_id,
+            "row": self.row_number,
+            "created_at": state.iso(self.created_at),
+        }
+
+
+class Profile(db.Model):
+    """A character made by ``generate_profile``: one per finished job."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    traits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    background: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "name": self.name,
+            "traits": self.traits,
+            "background": self.background,
+            "summary": self.summary,
+            "created_at": state.iso(self.created_at),
+        }

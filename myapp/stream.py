@@ -1,0 +1,194 @@
+"""The SSE stream: flask-sse's blueprint, made per-user, lossless and shared.
+
+Stock flask-sse opens a new Redis pool on every publish, lets anyone read any
+``?channel=``, holds back the headers until the first event, keeps no ids and
+opens one pub/sub connection per client. :class:`UserStream` keeps its wire
+format and its :meth:`publish`, and instead:
+
+- reads only the signed-in user's channel;
+- sends ``retry:`` at once, then either the events after ``Last-Event-ID``
+  (from :mod:`myapp.events`) or a ``snapshot`` of the user's jobs, then live
+  events from this process's :class:`~myapp.hub.Hub`, each with its ``id:``;
+- sends a ``: keepalive`` comment when quiet;
+- with ``?job=<id>``, sends only that job and ends after its terminal event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flask import current_app, jsonify, request, stream_with_context
+from flask_login import current_user
+from flask_sse import Message, ServerSentEventsBlueprint
+from redis.exceptions import RedisError
+
+from myapp import connections, events, limits, metrics
+from myapp.db import db
+from myapp.events import channel_for
+from myapp.hub import CLOSE, Hub
+from myapp.models import TrackedJob
+from myapp.state import TERMINAL
+
+#: How long a browser waits before it reconnects, in milliseconds.
+RETRY_MS = 2000
+#: How many jobs a snapshot holds at most, newest first.
+SNAPSHOT_LIMIT = 200
+
+
+class UserStream(ServerSentEventsBlueprint):
+    @property
+    def redis(self):
+        return connections.get_redis()
+
+    def publish(self, data, type=None, id=None, retry=None, channel="sse"):
+        """flask-sse's ``publish``, also logging the event for replay; returns its id."""
+        message = Message(data, type=type, id=id, retry=retry).to_dict()
+        retention = current_app.config["STREAM_RETENTION_SECONDS"]
+        event_id = events.append(self.redis, channel, message, retention)
+        return event_id.decode() if isinstance(event_id, bytes) else event_id
+
+    def hub(self) -> Hub:
+        extensions = current_app.extensions
+        if "myapp.hub" not in extensions:
+            extensions["myapp.hub"] = Hub(
+                self.redis, channel_for("*"), current_app.config["STREAM_QUEUE_SIZE"]
+            )
+            extensions["myapp.stream_figures"] = metrics.WebFigures(self.redis)
+        return extensions["myapp.hub"]
+
+    def stream(self):
+        """Stream the signed-in user's channel; there is no way to name another."""
+        job_id = request.args.get("job")
+        if job_id is not None:
+            row = db.session.get(TrackedJob, job_id)
+            if row is None or row.user_id != current_user.id:
+                return jsonify(error="no such job"), 404
+        user_id, stream_id = current_user.id, uuid.uuid4().hex
+        hub = self.hub()
+        try:
+            limits.open_stream(user_id, stream_id)
+        except limits.TooManyStreams as exc:
+            return jsonify(error=str(exc)), 429
+        except RedisError:
+            return jsonify(error="the event stream is unavailable; try again shortly"), 503
+        try:
+            subscriber = hub.subscribe(channel_for(user_id), request.environ.get("gunicorn.socket"))
+            current_app.extensions["myapp.stream_figures"].start(hub)
+        except RedisError:
+            limits.close_stream(self.redis, user_id, stream_id)
+            return jsonify(error="the event stream is unavailable; try again shortly"), 503
+        subscriber.id = stream_id
+        last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        response = current_app.response_class(
+            stream_with_context(self._send(subscriber, user_id, last_id, job_id)),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+        redis = self.redis
+
+        def closed():
+            hub.unsubscribe(subscriber)
+            try:
+                limits.close_stream(redis, user_id, stream_id)
+            except RedisError:
+                pass  # its lease runs out by itself
+
+        # The server closes every response, even one it never started sending.
+        response.call_on_close(closed)
+        return response
+
+    def _send(self, subscriber, user_id: int, last_id: str | None, job_id: str | None):
+        yield f": connected\nretry: {RETRY_MS}\n\n"
+        sent, done = yield from self._catch_up(subscriber.channel, user_id, last_id, job_id)
+        db.session.close()  # a long stream must not hold a database connection
+        heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
+        figures = current_app.extensions["myapp.stream_figures"]
+        renewed = time.monotonic()
+        while not done:
+            if time.monotonic() - renewed >= heartbeat:
+                renewed = time.monotonic()
+                _renew(user_id, subscriber.id)
+            event = subscriber.get(timeout=heartbeat)
+            if event is False:
+                yield ": keepalive\n\n"
+            elif event is CLOSE:
+                return
+            elif event.key > sent and _wanted(event, job_id):
+                yield event.text
+                figures.sent(time.time() - event.key[0] / 1000)
+                sent = event.key
+                done = job_id is not None and event.job["status"] in TERMINAL
+
+    def _catch_up(self, channel, user_id, last_id, job_id) -> Iterator[str]:
+        """Replay what the client missed, or send a snapshot; returns (last key, ended)."""
+        missed = events.replay(self.redis, channel, last_id) if last_id else None
+        if missed is not None:
+            sent = events.parse_id(last_id)
+            for event in missed:
+                if _wanted(event, job_id):
+                    yield event.text
+                    if job_id is not None and event.job["status"] in TERMINAL:
+                        return event.key, True
+                sent = event.key
+            return sent, False
+        cut, active = events.snapshot_cut(self.redis, channel)
+        jobs = snapshot_jobs(user_id, active, job_id)
+        yield str(Message({"jobs": jobs}, type="snapshot", id=cut))
+        ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
+        return events.parse_id(cut), ended
+
+
+def _renew(user_id: int, stream_id: str) -> None:
+    """Keep the stream's place in the user's limit (see :func:`myapp.limits.open_stream`)."""
+    try:
+        limits.open_stream(user_id, stream_id)
+    except (RedisError, limits.TooManyStreams):
+        pass  # the next renewal tries again; a lapsed lease only frees a place
+
+
+def _wanted(event: events.Event, job_id: str | None) -> bool:
+    return job_id is None or (event.job is not None and event.job["id"] == job_id)
+
+
+def snapshot_jobs(
+    user_id: int, active: dict[str, dict[str, Any]], job_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The user's recent jobs from the database, overlaid with newer live states.
+
+    The pieces of a batch or sequence are included while it runs, so a client
+    that shows them is right after a reconnect too.
+    """
+    query = db.select(TrackedJob).filter_by(user_id=user_id).options(TrackedJob.with_children())
+    if job_id is not None:
+        query = query.filter_by(id=job_id)
+        active = {job_id: active[job_id]} if job_id in active else {}
+    else:
+        query = query.where(TrackedJob.parent_id.is_(None))
+    rows = list(
+        db.session.scalars(
+            query.order_by(TrackedJob.created_at.desc(), TrackedJob.id).limit(SNAPSHOT_LIMIT)
+        )
+    )
+    if job_id is None:
+        running = [row for row in rows if row.group_mode and row.status not in TERMINAL]
+        rows += [child for row in running for child in row.children]
+    jobs = {row.id: row.to_dict() for row in rows}
+    for live_id, live in active.items():
+        if live_id in jobs and live["updated_at"] > jobs[live_id]["updated_at"]:
+            jobs[live_id] = live
+    return sorted(jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
+
+
+sse = UserStream("sse", __name__)
+sse.add_url_rule("", endpoint="stream", view_func=sse.stream)
+
+
+@sse.before_request
+def _require_user():
+    if not current_user.is_authenticated:
+        return jsonify(error="authentication required"), 401
+    return None

@@ -1,0 +1,177 @@
+"""``flask jobs``: the jobs from a terminal, with live progress bars.
+
+Like every ``flask`` command it runs with the app's configuration (``REDIS_URL``,
+``DATABASE_URL``), so it reads the same database and follows the same event
+channels as the web processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from myapp import control, limits
+from myapp.connections import get_redis
+from myapp.db import db
+from myapp.events import channel_for
+from myapp.models import TrackedJob, User
+from myapp.state import TERMINAL
+
+cli = AppGroup("jobs", help="List, watch, cancel and retry jobs.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(cli)
+
+
+def _user(name: str | None) -> User | None:
+    if name is None:
+        return None
+    user = db.session.scalar(db.select(User).filter_by(name=name))
+    if user is None:
+        raise click.ClickException(f"no user {name!r}")
+    return user
+
+
+def _job(job_id: str) -> TrackedJob:
+    row = db.session.get(TrackedJob, job_id)
+    if row is None:
+        raise click.ClickException(f"no job {job_id!r}")
+    return row
+
+
+@cli.command("list")
+@click.option("--user", "user_name", help="Only this user's jobs.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def list_jobs(user_name: str | None, limit: int) -> None:
+    """The newest jobs, with their state (a batch or sequence as one line)."""
+    query = db.select(TrackedJob, User.name).join(User, TrackedJob.user_id == User.id)
+    query = query.where(TrackedJob.parent_id.is_(None))
+    if (user := _user(user_name)) is not None:
+        query = query.where(TrackedJob.user_id == user.id)
+    rows = db.session.execute(query.order_by(TrackedJob.created_at.desc()).limit(limit))
+    table = Table("id", "user", "kind", "status", "progress", "message", "created")
+    for row, name in rows:
+        job = row.to_dict()
+        percent = job["progress"]["percent"]
+        table.add_row(
+            job["id"], name, job["kind"], job["status"],
+            "" if percent is None else f"{percent:.0f}%",
+            job["error"] or job["progress"]["message"] or "", job["created_at"],
+        )  # fmt: skip
+    Console().print(table)
+
+
+@cli.command("cancel")
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a queued or running job."""
+    try:
+        job = control.cancel(_job(job_id))
+    except control.Conflict as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{job['id']}: {'canceled' if job['status'] == 'canceled' else 'cancel requested'}")
+
+
+@cli.command("retry")
+@click.argument("job_id")
+def retry(job_id: str) -> None:
+    """Run a failed or canceled job again."""
+    try:
+        job = control.retry(_job(job_id))
+    except (control.Conflict, limits.TooManyJobs) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{job['id']}: {job['status']}")
+
+
+@cli.command("watch")
+@click.argument("job_id", required=False)
+@click.option("--user", "user_name", help="Only this user's jobs.")
+def watch(job_id: str | None, user_name: str | None) -> None:
+    """Follow jobs live until Ctrl-C; with JOB_ID, until it ends.
+
+    Exits 0 when JOB_ID finished, 1 when it failed or was canceled.
+    """
+    row = _job(job_id) if job_id else None
+    user = _user(user_name)
+    pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+    if row is not None or user is not None:
+        pubsub.subscribe(channel_for(row.user_id if row is not None else user.id))
+    else:
+        pubsub.psubscribe(channel_for("*"))
+    # Subscribed first, then the current state: nothing falls in between.
+    bars = _Bars()
+    with bars.progress:
+        for job in _current(row, user):
+            bars.show(job)
+        while row is None or bars.status(row.id) not in TERMINAL:
+            message = pubsub.get_message(timeout=1.0)
+            if message is None or message["type"] not in ("message", "pmessage"):
+                continue
+            event = json.loads(message["data"].partition(b" ")[2])
+            job = event.get("data")
+            if event.get("type") != "job" or job.get("parent") is not None:
+                continue  # a piece of a batch: its parent's bar shows it
+            if row is None or job["id"] == row.id:
+                bars.show(job)
+    pubsub.close()
+    if row is not None:
+        status = bars.status(row.id)
+        click.echo(
+            f"{row.id}: {status}"
+            + (f" ({bars.jobs[row.id]['error']})" if status == "failed" else "")
+        )
+        sys.exit(0 if status == "finished" else 1)
+
+
+def _current(row: TrackedJob | None, user: User | None) -> list[dict[str, Any]]:
+    if row is not None:
+        db.session.refresh(row)
+        return [row.to_dict()]
+    query = db.select(TrackedJob).where(
+        TrackedJob.status.not_in(TERMINAL), TrackedJob.parent_id.is_(None)
+    )
+    if user is not None:
+        query = query.where(TrackedJob.user_id == user.id)
+    return [r.to_dict() for r in db.session.scalars(query.order_by(TrackedJob.created_at))]
+
+
+class _Bars:
+    """One rich progress bar per job; indeterminate ones pulse."""
+
+    def __init__(self):
+        self.progress = Progress(
+            TextColumn("{task.fields[label]}"), BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[message]}"),
+        )  # fmt: skip
+        self.tasks: dict[str, TaskID] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def status(self, job_id: str) -> str | None:
+        return self.jobs.get(job_id, {}).get("status")
+
+    def show(self, job: dict[str, Any]) -> None:
+        old = self.jobs.get(job["id"])
+        if old is not None and old["updated_at"] > job["updated_at"]:
+            return
+        self.jobs[job["id"]] = job
+        percent = job["progress"]["percent"]
+        fields = {
+            "label": f"{job['kind']} {job['id'][:8]}",
+            "status": job["status"],
+            "message": job["error"] or job["progress"]["message"] or "",
+        }
+        total = None if percent is None and job["status"] == "started" else 100
+        completed = 100 if job["status"] == "finished" else (percent or 0)
+        if job["id"] not in self.tasks:
+            self.tasks[job["id"]] = self.progress.add_task("", total=total, **fields)
+        self.progress.update(self.tasks[job["id"]], total=total, completed=completed, **fields)

@@ -1,0 +1,239 @@
+"""The RQ worker: runs jobs inside the app and reports their lifecycle.
+
+:class:`TrackingWorker` is RQ's forking ``Worker`` with these additions:
+
+- after RQ has stored each change of a job's status, it hands the job to
+  :mod:`myapp.lifecycle`, which covers what job bodies cannot report: a job that
+  raised, timed out, or whose work horse was killed;
+- cancel: a job whose cancel request it sees is ended ``canceled`` (and stopped
+  with RQ's stop command when it does not stop by itself within the grace);
+- survival: the work horse dies with its worker (no orphan keeps running), heart
+  beats are short, and every worker reaps jobs whose worker died
+  (:func:`myapp.control.reap`), so none stays ``started`` for long;
+- a graceful stop (SIGTERM) interrupts the running job at its next progress
+  call and puts it back on the queue, to resume from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+
+from flask import Flask, current_app
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq import Worker
+from rq.exceptions import InvalidJobOperation
+from rq.serializers import JSONSerializer
+
+from myapp import control, lifecycle, progress
+from myapp.connections import get_queue
+from myapp.db import db
+from myapp.jobs.pieces import PermanentError
+
+_PR_SET_PDEATHSIG = 1
+#: Seconds before a worker that lost Redis starts again.
+RESTART_SECONDS = 2.0
+
+
+class TrackingWorker(Worker):
+    def __init__(self, *args, death_seconds: float, cancel_grace: float, **kwargs):
+        self.death_seconds = death_seconds
+        self.cancel_grace = cancel_grace
+        super().__init__(
+            *args,
+            job_monitoring_interval=1,
+            # RQ's maintenance also frees jobs stuck between dequeue and start.
+            maintenance_interval=max(1, int(death_seconds)),
+            **kwargs,
+        )
+
+    # -- survival ---------------------------------------------------------
+
+    @property
+    def reap_interval(self) -> float:
+        return max(1.0, self.death_seconds / 8)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker wakes this often to heartbeat and reap.
+        return max(1, int(self.reap_interval))
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        return max(2, int(self.death_seconds / 2))
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:
+            control.reap(self.queues[0], self.reap_interval)
+
+    def maintain_heartbeats(self, job, execution):
+        super().maintain_heartbeats(job, execution)
+        requested = control.cancel_requested_at(self.connection, job.id)
+        if requested is not None and time.time() - requested > self.cancel_grace:
+            self._stopped_job_id = job.id  # RQ's stop-job command does the same
+            self.kill_horse()
+        control.reap(self.queues[0], self.reap_interval)
+
+    def clean_registries(self):
+        control.reap(self.queues[0], self.reap_interval, force=True)  # before RQ's own
+        super().clean_registries()
+
+    def main_work_horse(self, job, queue):
+        # The forked horse must not share the parent's database connections, and
+        # must die with its worker rather than run on unwatched.
+        db.engine.dispose(close=False)
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # not Linux: the reaper still resolves the job
+        if os.getppid() != self.pid:
+            os._exit(1)  # the worker died before the line above took effect
+        super().main_work_horse(job, queue)
+
+    def setup_work_horse_signals(self):
+        super().setup_work_horse_signals()
+        signal.signal(signal.SIGUSR1, lambda *_: progress.interrupt())
+
+    #: Asked to stop (SIGTERM, SIGINT): it must not be started again.
+    stopping = False
+
+    def request_stop(self, signum, frame):
+        self.stopping = True
+        # Tell the horse first: RQ's own handling waits for its scheduler to stop.
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass  # the horse just ended
+        super().request_stop(signum, frame)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        if control.cancel_requested_at(self.connection, job.id) is not None:
+            raise progress.JobCanceled("canceled before it started")
+        lifecycle.job_changed(job, "started")
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):
+        progress.close(job)
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        lifecycle.job_changed(job, "finished", result=job.return_value())
+
+    _raised: BaseException | None = None
+
+    def handle_exception(self, job, *exc_info):
+        # RQ calls this just before handle_job_failure, with what the job raised.
+        self._raised = exc_info[1]
+        super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(
+        self, job, queue, started_job_registry=None, exc_string="", execution=None
+    ):
+        progress.close(job)
+        if "JobInterrupted" in exc_string:
+            self._put_back(job, queue, execution)
+            return
+        canceled = control.cancel_requested_at(self.connection, job.id) is not None
+        if canceled or isinstance(self._raised, PermanentError):
+            job.retries_left = 0
+        self._raised = None
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        if canceled:
+            try:
+                job.cancel()
+            except InvalidJobOperation:
+                pass  # the web canceled it too, an instant earlier
+            lifecycle.job_changed(job, "canceled")
+            return
+        status = job.get_status(refresh=True).value
+        error = describe_error(exc_string, job.timeout)
+        lifecycle.job_changed(job, status, error=error, retry=control.retry_info(job))
+
+    def execute_job(self, job, queue):
+        super().execute_job(job, queue)
+        parent_id = job.meta.get("parent_id")
+        if parent_id is not None:
+            # The work horse is gone, and with it any timer that held back the
+            # parent's latest event: this long-lived process sends it.
+            try:
+                lifecycle.flush_parent(job.meta["user_id"], parent_id)
+            except Exception:  # never stop the worker for a late progress event
+                current_app.logger.exception("could not send batch %s's progress", parent_id)
+
+    def _put_back(self, job, queue, execution):
+        """Interrupted by a shutdown: requeue it; its checkpoint is already saved."""
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+        self._release_slot_safely(job)  # its per-user slot; enqueueing takes one again
+        queue.enqueue_job(job)
+        job.meta.setdefault("progress", {})["message"] = "interrupted by a worker restart"
+        lifecycle.job_changed(job, "queued")
+
+
+def describe_error(exc_string: str, timeout: int | None) -> str:
+    """What a user can read on the page, from a traceback."""
+    if "JobTimeoutException" in exc_string:
+        return f"timed out after {timeout} s"
+    if "Work-horse terminated unexpectedly" in exc_string:
+        return control.WORKER_DIED
+    lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
+    if not lines:
+        return "failed"
+    # Our own errors are written for users: their message is enough.
+    name, colon, message = lines[-1].partition(": ")
+    return message if colon and name.startswith("myapp.") else lines[-1]
+
+
+def run_worker(app: Flask, burst: bool = False) -> bool:
+    """Work the app's queue until stopped, with the app context pushed throughout.
+
+    RQ's worker quits when it loses Redis in the middle of a job; this starts a
+    new one once Redis answers again (the job it ran is resolved by the reaper),
+    so a Redis restart needs no one to restart the workers.
+    """
+    with app.app_context():
+        while True:
+            queue = get_queue()
+            worker = TrackingWorker(
+                [queue],
+                connection=queue.connection,
+                serializer=JSONSerializer,
+                death_seconds=current_app.config["WORKER_DEATH_SECONDS"],
+                cancel_grace=current_app.config["CANCEL_GRACE_SECONDS"],
+            )
+            try:
+                worked = worker.work(burst=burst, with_scheduler=True)
+            except RedisConnectionError as exc:
+                current_app.logger.warning("worker lost Redis (%s); starting again", exc)
+            else:
+                if burst or worker.stopping:
+                    return worked
+                current_app.logger.warning("worker quit by itself; starting again")
+            time.sleep(RESTART_SECONDS)
+
+
+class PoolWorker(TrackingWorker):
+    """A :class:`TrackingWorker` for ``rq worker-pool``, which builds its workers
+    itself (``-w myapp.worker.PoolWorker``): each builds the app in its own process,
+    keeps its context for life, and works the app's queue with its serializer,
+    whatever queue and serializer the pool passed."""
+
+    def __init__(self, queues, *args, connection=None, serializer=None, **kwargs):
+        from myapp import create_app  # the factory imports this module's neighbours
+
+        self.app = create_app()
+        self.app.app_context().push()
+        queue = get_queue()
+        super().__init__(
+            [queue],
+            *args,
+            connection=queue.connection,
+            serializer=JSONSerializer,
+            death_seconds=current_app.config["WORKER_DEATH_SECONDS"],
+            cancel_grace=current_app.config["CANCEL_GRACE_SECONDS"],
+            **kwargs,
+        )

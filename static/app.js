@@ -1,0 +1,533 @@
+// Live progress for background jobs: one store of jobs, fed by SSE and the JSON API,
+// rendered in batches (one requestAnimationFrame per burst of updates).
+
+const TERMINAL = new Set(['finished', 'failed', 'stopped', 'canceled', 'skipped']);
+const RECONNECT_MS = 5000;
+const FALLBACK_AFTER_MS = 4000;
+const POLL_MS = 3000;
+
+/** The only state: job id -> latest job JSON (a batch's items are jobs too). */
+const jobs = new Map();
+/** The batches whose items are shown. */
+const expanded = new Set();
+
+const $ = (id) => document.getElementById(id);
+const scheduleRender = createBatcher(renderJobs);
+
+// ---------------------------------------------------------------- store
+
+/** Merge one job into the store and schedule its row for rendering. */
+export function applyJob(job) {
+  if (!job?.id) return;
+  const old = jobs.get(job.id);
+  const merged = mergeJob(old, job);
+  if (!merged) return;
+  jobs.set(job.id, merged);
+  // Terminal states are announced for whole jobs, not for each item of a batch.
+  if (old && !merged.parent && !TERMINAL.has(old.status) && TERMINAL.has(merged.status)) announce(merged);
+  scheduleRender(job.id);
+}
+
+/** The job to store, or null when the incoming update must be ignored. */
+export function mergeJob(old, job) {
+  if (!old) return job;
+  if (job.updated_at <= old.updated_at) return null; // stale or duplicate
+  // A late event never reopens an ended job; only a retry (back to queued) does.
+  if (TERMINAL.has(old.status) && !TERMINAL.has(job.status) && job.status !== 'queued') return null;
+  if (old.status === job.status && movesBackwards(old.progress, job.progress)) {
+    return { ...job, progress: old.progress };
+  }
+  return job;
+}
+
+function movesBackwards(oldProgress, newProgress) {
+  const before = oldProgress?.percent;
+  const after = newProgress?.percent;
+  return typeof before === 'number' && (typeof after !== 'number' || after < before);
+}
+
+// ---------------------------------------------------------------- network
+
+/**
+ * Streams events; the stream starts with a snapshot (or, on a reconnect, replays
+ * what was missed after Last-Event-ID, which the browser sends by itself). While it
+ * cannot connect, polls GET /api/jobs, and goes back to streaming once it can.
+ */
+function connect() {
+  let fallback = 0;
+  let poller = 0;
+  const startPolling = () => {
+    setConnection('polling');
+    loadJobs();
+    poller ||= setInterval(loadJobs, POLL_MS);
+  };
+  const stopPolling = () => {
+    clearTimeout(fallback);
+    clearInterval(poller);
+    fallback = poller = 0;
+  };
+  const open = () => {
+    const source = new EventSource('/stream');
+    source.addEventListener('open', () => {
+      stopPolling();
+      setConnection('live');
+      showAlert(''); // an error from polling while it was down no longer holds
+    });
+    source.addEventListener('job', (event) => applyJob(parseJson(event.data)));
+    source.addEventListener('snapshot', (event) => {
+      applyAll(parseJson(event.data));
+      updateEmpty();
+    });
+    source.addEventListener('error', () => {
+      if (!poller) setConnection('reconnecting');
+      fallback ||= setTimeout(startPolling, FALLBACK_AFTER_MS);
+      // EventSource retries by itself unless the server refused it: then start over.
+      if (source.readyState === EventSource.CLOSED) setTimeout(open, RECONNECT_MS);
+    });
+  };
+  open();
+}
+
+async function loadJobs() {
+  try {
+    applyAll(await requestJson('/api/jobs'));
+    updateEmpty();
+  } catch (error) {
+    showAlert(`Could not load the jobs: ${error.message}`);
+  }
+}
+
+function applyAll(data) {
+  (data?.jobs ?? []).forEach(applyJob);
+}
+
+function postJob(kind, params) {
+  return requestJson('/api/jobs', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrfToken() },
+    body: JSON.stringify({ kind, params }),
+  });
+}
+
+/** POST /api/jobs/<id>/<action> (cancel or retry); the stream brings the outcome. */
+function postAction(id, action) {
+  return requestJson(`/api/jobs/${encodeURIComponent(id)}/${action}`, {
+    method: 'POST',
+    headers: { 'X-CSRFToken': csrfToken() },
+  });
+}
+
+/** fetch() that resolves to the JSON body, or throws an Error with the server's message. */
+async function requestJson(url, options = {}) {
+  const response = await fetch(url, {
+    ...options,
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json', ...options.headers },
+  });
+  const isJson = (response.headers.get('Content-Type') ?? '').includes('application/json');
+  const body = isJson ? await response.json().catch(() => null) : null;
+  if (response.ok && body) return body;
+  const signedOut = response.status === 401 || response.redirected;
+  throw new Error(body?.error ?? (signedOut
+    ? 'your session has ended, reload the page to sign in again'
+    : `unexpected response (HTTP ${response.status})`));
+}
+
+function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+}
+
+function parseJson(text) {
+  try { return JSON.parse(text); } catch { return null; }
+}
+
+// ---------------------------------------------------------------- actions
+
+async function startProcesses(event) {
+  const button = event.currentTarget;
+  button.disabled = true;
+  showAlert('');
+  try {
+    const requests = Array.from({ length: 10 }, () => postJob('process_run', randomParams()));
+    const results = await Promise.allSettled(requests);
+    results.filter((r) => r.status === 'fulfilled').forEach((r) => applyJob(r.value));
+    const failures = results.filter((r) => r.status === 'rejected');
+    if (failures.length) {
+      showAlert(`${failures.length} of 10 processes could not be started: ${failures[0].reason.message}`);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Starts one job from a button whose data-kind names it (Publish album, Generate profile). */
+async function startKind(event) {
+  const button = event.currentTarget;
+  const kind = button.dataset.kind;
+  button.disabled = true;
+  showAlert('');
+  try {
+    applyJob(await postJob(kind, kind === 'publish_album' ? albumParams() : {}));
+  } catch (error) {
+    showAlert(`Could not start ${kind}: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function onRowAction(event) {
+  const toggle = event.target.closest('button.toggle-items');
+  if (toggle) return toggleItems(toggle.closest('li.job').dataset.jobId);
+  const button = event.target.closest('button[data-action]');
+  if (!button) return;
+  const id = button.closest('li.job').dataset.jobId;
+  button.disabled = true;
+  showAlert('');
+  try {
+    applyJob(await postAction(id, button.dataset.action));
+  } catch (error) {
+    showAlert(`Could not ${button.dataset.action} the job: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function importContacts(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const body = new FormData(form);
+  body.set('kind', 'import_contacts');
+  const button = form.querySelector('button');
+  button.disabled = true;
+  showAlert('');
+  try {
+    applyJob(await requestJson('/api/jobs', {
+      method: 'POST', headers: { 'X-CSRFToken': csrfToken() }, body,
+    }));
+    form.reset();
+  } catch (error) {
+    showAlert(`Could not import the file: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** A demo album: 12 photos of random sizes, with a few transient upload errors. */
+function albumParams() {
+  const items = Array.from({ length: 12 }, (_, i) => ({
+    name: `photo-${String(i + 1).padStart(2, '0')}.jpg`,
+    size_kb: 200 + Math.floor(Math.random() * 3000),
+  }));
+  return { items, failure_rate: 0.15, latency_ms: 600 };
+}
+
+/** Shows or hides a batch's items; their current states come from the API. */
+async function toggleItems(id) {
+  if (expanded.has(id)) expanded.delete(id);
+  else expanded.add(id);
+  scheduleRender(id);
+  if (!expanded.has(id)) return;
+  try {
+    applyAll(await requestJson(`/api/jobs?parent=${encodeURIComponent(id)}`));
+  } catch (error) {
+    showAlert(`Could not load the items: ${error.message}`);
+  }
+}
+
+function randomParams() {
+  const steps = 10 + Math.floor(Math.random() * 31); // 10–40
+  const stepSeconds = Math.round((0.05 + Math.random() * 0.25) * 100) / 100; // 0.05–0.30
+  return { steps, step_seconds: stepSeconds };
+}
+
+// ---------------------------------------------------------------- rendering
+
+/** Collects ids and calls render(ids) once, on the next animation frame. */
+function createBatcher(render) {
+  const ids = new Set();
+  let frame = 0;
+  return (id) => {
+    ids.add(id);
+    frame ||= requestAnimationFrame(() => {
+      frame = 0;
+      const batch = [...ids];
+      ids.clear();
+      render(batch);
+    });
+  };
+}
+
+function renderJobs(ids) {
+  const list = $('jobs');
+  for (const id of ids) {
+    const job = jobs.get(id);
+    if (job.parent) {
+      renderItem(job);
+      continue;
+    }
+    const row = list.querySelector(`li[data-job-id="${CSS.escape(id)}"]`) ?? insertRow(list, job);
+    updateRow(row, job);
+    if (job.children) renderItems(row, job);
+  }
+  updateEmpty();
+}
+
+/** A batch's items, in its order, inside its row while it is expanded. */
+function renderItems(row, job) {
+  const items = row.querySelector('.items');
+  const open = expanded.has(job.id);
+  items.hidden = !open;
+  const toggle = row.querySelector('.toggle-items');
+  toggle.setAttribute('aria-expanded', String(open));
+  const count = job.children.length;
+  toggle.textContent = `${open ? 'Hide' : 'Show'} ${count} ${job.kind === 'generate_profile' ? 'stages' : 'items'}`;
+  if (!open) return;
+  for (const childId of job.children) {
+    if (jobs.has(childId)) renderItem(jobs.get(childId));
+  }
+}
+
+function renderItem(job) {
+  if (!expanded.has(job.parent)) return;
+  const parentRow = $('jobs').querySelector(`li[data-job-id="${CSS.escape(job.parent)}"]`);
+  const order = jobs.get(job.parent)?.children;
+  if (!parentRow || !order) return;
+  const items = parentRow.querySelector('.items');
+  let row = items.querySelector(`li[data-job-id="${CSS.escape(job.id)}"]`);
+  if (!row) {
+    row = createRow(job);
+    const position = order.indexOf(job.id);
+    const after = [...items.children].find((li) => order.indexOf(li.dataset.jobId) > position);
+    items.insertBefore(row, after ?? null);
+  }
+  updateRow(row, job);
+}
+
+/** Creates the row and puts it in place: newest first by created_at. */
+function insertRow(list, job) {
+  const row = createRow(job);
+  const older = [...list.children].find((li) => jobs.get(li.dataset.jobId)?.created_at < job.created_at);
+  list.insertBefore(row, older ?? null);
+  return row;
+}
+
+function createRow(job) {
+  const row = el('li', 'job');
+  row.dataset.jobId = job.id;
+  const elapsed = el('span', 'job-elapsed');
+  elapsed.append(el('span', 'visually-hidden', 'elapsed '), el('span', 'elapsed-value'));
+  const head = el('div', 'job-head');
+  head.append(el('span', 'job-kind'), el('span', 'badge'), el('span', 'job-id', job.id.slice(0, 8)), elapsed);
+  const bar = el('div', 'bar');
+  bar.setAttribute('role', 'progressbar');
+  bar.setAttribute('aria-valuemin', '0');
+  bar.setAttribute('aria-valuemax', '100');
+  bar.append(el('div', 'bar-fill'));
+  const foot = el('div', 'job-foot');
+  foot.append(el('span', 'job-percent'), el('span', 'job-message'));
+  const result = el('p', 'job-result');
+  row.append(head, bar, foot, el('p', 'job-error'), result);
+  if (job.parent) return row; // an item is canceled and retried with its batch
+  const actions = el('div', 'job-actions');
+  actions.append(
+    actionButton('cancel', 'Cancel', job),
+    actionButton('retry', 'Retry', job),
+  );
+  row.append(actions);
+  if (job.children) {
+    const items = el('ul', 'items');
+    items.id = `items-${job.id}`;
+    items.hidden = true;
+    items.setAttribute('aria-label', `${job.kind} ${job.id.slice(0, 8)} items`);
+    const toggle = el('button', 'button-quiet toggle-items', 'Show items');
+    toggle.type = 'button';
+    toggle.setAttribute('aria-controls', items.id);
+    toggle.setAttribute('aria-expanded', 'false');
+    actions.prepend(toggle);
+    row.append(items);
+  }
+  return row;
+}
+
+function actionButton(action, label, job) {
+  const button = el('button', `button-quiet action-${action}`, label);
+  button.type = 'button';
+  button.dataset.action = action;
+  button.setAttribute('aria-label', `${label} ${job.kind} ${job.id.slice(0, 8)}`);
+  return button;
+}
+
+function updateRow(row, job) {
+  row.className = `job job--${job.status}${TERMINAL.has(job.status) ? ' job--terminal' : ''}${job.parent ? ' item' : ''}`;
+  row.querySelector('.job-kind').textContent = job.parent ? job.name : job.kind;
+  const badge = row.querySelector('.badge');
+  badge.textContent = job.status;
+  badge.dataset.status = job.status;
+  updateBar(row, job);
+  row.querySelector('.job-message').textContent = detailText(job);
+  const error = row.querySelector('.job-error');
+  error.textContent = errorText(job);
+  error.hidden = !error.textContent;
+  updateResult(row.querySelector('.job-result'), job);
+  row.querySelector('.elapsed-value').textContent = elapsedText(job);
+  if (job.parent) return;
+  row.querySelector('.action-cancel').hidden = TERMINAL.has(job.status);
+  row.querySelector('.action-retry').hidden = !['failed', 'canceled', 'stopped'].includes(job.status);
+}
+
+/** A finished job's result: a link to what it made, or its summary in words. */
+function updateResult(node, job) {
+  const result = job.status === 'finished' ? job.result : null;
+  const link = typeof result?.link === 'string' && result.link.startsWith('/') ? result.link : null;
+  const text = resultText(job, result);
+  node.hidden = !link && !text;
+  if (node.dataset.shown === `${link}|${text}`) return;
+  node.dataset.shown = `${link}|${text}`;
+  node.replaceChildren();
+  if (text) node.append(text);
+  if (link) {
+    const anchor = el('a', 'result-link', linkLabel(job));
+    anchor.href = link;
+    node.append(text ? ' · ' : '', anchor);
+  }
+}
+
+function resultText(job, result) {
+  if (!result || typeof result !== 'object') return '';
+  if (typeof result.summary === 'string') return result.summary;
+  if (typeof result.imported === 'number') {
+    return `${result.imported} imported${result.bad ? `, ${result.bad} bad rows skipped` : ''}`;
+  }
+  if (Array.isArray(result.finished)) return `${result.finished.length} done`;
+  return '';
+}
+
+function linkLabel(job) {
+  if (job.kind === 'import_contacts') return 'View contacts';
+  if (job.kind.startsWith('generate_profile')) return 'Open profile';
+  return 'Open result';
+}
+
+function updateBar(row, job) {
+  const bar = row.querySelector('.bar');
+  const percent = percentOf(job);
+  const working = percent === null && job.status === 'started';
+  bar.classList.toggle('indeterminate', working);
+  bar.firstElementChild.style.width = percent === null ? '' : `${percent}%`;
+  if (percent === null) bar.removeAttribute('aria-valuenow');
+  else bar.setAttribute('aria-valuenow', String(Math.floor(percent)));
+  bar.setAttribute('aria-valuetext', valueText(job, percent, working));
+  bar.setAttribute('aria-label', `${job.kind} ${job.id.slice(0, 8)} progress`);
+  row.querySelector('.job-percent').textContent =
+    percent === null ? (working ? 'working…' : '') : `${Math.floor(percent)}%`;
+}
+
+/** 0–100, or null when indeterminate. A finished job is always full. */
+function percentOf(job) {
+  if (job.status === 'finished') return 100;
+  const percent = job.progress?.percent;
+  return typeof percent === 'number' ? Math.min(100, Math.max(0, percent)) : null;
+}
+
+function valueText(job, percent, working) {
+  const { done, total, message } = job.progress ?? {};
+  const detail = message || (done != null && total != null ? `step ${done} of ${total}` : '');
+  const head = percent !== null ? `${Math.floor(percent)}%` : (working ? 'working…' : job.status);
+  return detail ? `${head} — ${detail}` : head;
+}
+
+/** The message, with the time left while running or the wait before a retry. */
+function detailText(job) {
+  const message = job.progress?.message ?? '';
+  const eta = job.status === 'started' ? job.progress?.eta_seconds : null;
+  if (typeof eta === 'number') return `${message}${message ? ' · ' : ''}about ${Math.ceil(eta)} s left`;
+  if (job.retry) {
+    const wait = job.retry.at ? Math.max(0, Math.ceil((parseTime(job.retry.at) - Date.now()) / 1000)) : 0;
+    const when = wait ? `retrying in ${wait} s` : 'retrying';
+    return `${when} (attempt ${job.retry.attempt} of ${job.retry.of})`;
+  }
+  return message;
+}
+
+function errorText(job) {
+  if (job.status === 'failed') return job.error ?? 'failed without an error message';
+  if (job.status === 'skipped') return job.error ?? 'skipped';
+  if (job.retry && job.error) return `last error: ${job.error}`;
+  return '';
+}
+
+function elapsedText(job) {
+  if (!job.started_at) return '';
+  const end = job.ended_at ? parseTime(job.ended_at) : Date.now();
+  const seconds = Math.max(0, end - parseTime(job.started_at)) / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${String(Math.floor(seconds % 60)).padStart(2, '0')} s`;
+}
+
+/** Date.parse of an ISO time, trimmed to milliseconds (some engines reject microseconds). */
+function parseTime(iso) {
+  return Date.parse(iso.replace(/(\.\d{3})\d+/, '$1'));
+}
+
+/** Refreshes the elapsed time of running rows, and the countdown of waiting retries. */
+function tickElapsed() {
+  if (document.hidden) return;
+  for (const row of $('jobs').querySelectorAll('.job--started, .job--scheduled')) {
+    const job = jobs.get(row.dataset.jobId);
+    if (!job) continue;
+    row.querySelector('.elapsed-value').textContent = elapsedText(job);
+    if (job.retry) row.querySelector('.job-message').textContent = detailText(job);
+  }
+}
+
+function updateEmpty() {
+  $('empty').hidden = [...jobs.values()].some((job) => !job.parent);
+}
+
+// ---------------------------------------------------------------- messages
+
+/** Screen-reader announcement of a terminal state (never of percent updates). */
+function announce(job) {
+  const outcome = job.status === 'failed' ? `failed: ${job.error ?? 'unknown error'}` : job.status;
+  const region = $('announcer');
+  region.append(el('p', '', `${job.kind} job ${job.id.slice(0, 8)} ${outcome}`));
+  while (region.childElementCount > 5) region.firstElementChild.remove();
+}
+
+function showAlert(message) {
+  $('alert').textContent = message;
+}
+
+function setConnection(state) {
+  const labels = {
+    connecting: 'connecting…',
+    live: 'live',
+    reconnecting: 'reconnecting…',
+    polling: 'reconnecting… (polling)',
+  };
+  const indicator = $('connection');
+  indicator.textContent = labels[state];
+  indicator.dataset.state = state;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
+// ---------------------------------------------------------------- start-up
+
+function init() {
+  if (!$('jobs')) return; // the sign-in view has no dashboard
+  $('start-processes').addEventListener('click', startProcesses);
+  document.querySelectorAll('button[data-kind]').forEach((b) => b.addEventListener('click', startKind));
+  $('jobs').addEventListener('click', onRowAction);
+  $('import-form')?.addEventListener('submit', importContacts);
+  setConnection('connecting');
+  connect();
+  setInterval(tickElapsed, 1000);
+}
+
+if (globalThis.document) init();

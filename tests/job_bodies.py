@@ -1,0 +1,52 @@
+"""Job bodies that only the tests enqueue (the worker imports them from here)."""
+
+from myapp import progress
+
+
+def boom(rows: int) -> None:
+    progress.update(rows // 2, rows, "half way")
+    raise ValueError(f"row {rows // 2} is broken")
+
+
+def unknown_total(steps: int) -> int:
+    for step in range(steps):
+        progress.update(step, None, "counting")
+    return steps
+
+
+def many_updates(count: int, seconds: float) -> int:
+    """``count`` updates spread over about ``seconds``."""
+    import time
+
+    for done in range(1, count + 1):
+        progress.update(done, count, f"{done} of {count}")
+        if done % 1000 == 0:
+            time.sleep(seconds * 1000 / count)
+    return count
+
+
+def report_then_pause(seconds: float) -> None:
+    import time
+
+    progress.update(1, 3, "one")
+    progress.update(2, 3, "two")  # within the throttle interval: sent late, not lost
+    time.sleep(seconds)
+    progress.update(3, 3, "three")
+
+
+def flaky(failures: int, key: str) -> str:
+    """Fails its first ``failures`` runs (counted in Redis under ``key``)."""
+    from rq import get_current_job
+
+    runs = get_current_job().connection.incr(key)
+    progress.update(runs, failures + 1, f"run {runs}")
+    if runs <= failures:
+        raise ConnectionError(f"third party down (run {runs})")
+    return f"succeeded on run {runs}"
+
+
+def silent(seconds: float) -> None:
+    """Works without reporting: only RQ's stop command can end it early."""
+    import time
+
+    time.sleep(seconds)

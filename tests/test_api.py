@@ -1,0 +1,167 @@
+import json
+
+import pytest
+from redis import Redis
+
+from myapp.db import db
+from myapp.models import TrackedJob
+from myapp.state import parse_time
+
+PROCESS = {"kind": "process_run", "params": {"steps": 2, "step_seconds": 0}}
+
+
+@pytest.fixture
+def alice(accounts):
+    return accounts.create()
+
+
+def rq_jobs_of(app, account) -> set[bytes]:
+    """The RQ jobs in Redis that belong to ``account``. Other tests' jobs may come
+    and go meanwhile (workers and the scheduler run throughout), so look only at
+    this user's."""
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        user_id = _user_id(account)
+    keys = set()
+    for key in redis.scan_iter("rq:job:*"):
+        if key.count(b":") != 2:
+            continue  # rq:job:<id>:dependents and the like
+        meta = redis.hget(key, "meta")
+        if meta and json.loads(meta).get("user_id") == user_id:
+            keys.add(key)
+    return keys
+
+
+def rows_of(app, account) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            db.select(db.func.count(TrackedJob.id)).where(TrackedJob.user_id == _user_id(account))
+        )
+
+
+def _user_id(account):
+    from myapp.models import User
+
+    return db.session.scalar(db.select(User.id).filter_by(name=account.name))
+
+
+def test_unauthenticated_requests_get_401_json(client):
+    for method, path in [("get", "/api/jobs"), ("post", "/api/jobs"), ("get", "/api/jobs/x")]:
+        response = getattr(client, method)(path)
+        assert response.status_code == 401
+        assert response.json == {"error": "authentication required"}
+
+
+def test_unknown_token_is_refused(client):
+    response = client.get("/api/jobs", headers={"Authorization": "Bearer not-a-token"})
+    assert response.status_code == 401
+    assert "error" in response.json
+
+
+def test_start_a_job(app, client, alice):
+    response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
+    assert response.status_code == 202
+    job = response.json
+    assert job["kind"] == "process_run"
+    assert job["status"] == "queued"
+    assert job["progress"] == {
+        "done": None, "total": None, "percent": None, "message": None, "eta_seconds": None
+    }  # fmt: skip
+    assert job["retry"] is None
+    assert parse_time(job["created_at"]) == parse_time(job["updated_at"])
+    assert job["started_at"] is None and job["ended_at"] is None
+    assert job["error"] is None and job["result"] is None
+    with app.app_context():
+        from myapp.connections import get_queue
+
+        rq_job = get_queue().fetch_job(job["id"])
+        assert rq_job.kwargs == PROCESS["params"]
+        assert rq_job.meta["kind"] == "process_run"
+
+    fetched = client.get(f"/api/jobs/{job['id']}", headers=alice.headers)
+    assert fetched.status_code == 200
+    assert fetched.json["id"] == job["id"]
+
+
+def test_list_is_newest_first_and_only_mine(client, accounts, alice):
+    bob = accounts.create()
+    ids = [
+        client.post("/api/jobs", json=PROCESS, headers=alice.headers).json["id"] for _ in range(3)
+    ]
+    client.post("/api/jobs", json=PROCESS, headers=bob.headers)
+    listed = [job["id"] for job in client.get("/api/jobs", headers=alice.headers).json["jobs"]]
+    assert listed == ids[::-1]
+
+
+def test_another_users_job_is_404(client, accounts, alice):
+    bob = accounts.create()
+    job_id = client.post("/api/jobs", json=PROCESS, headers=bob.headers).json["id"]
+    response = client.get(f"/api/jobs/{job_id}", headers=alice.headers)
+    assert response.status_code == 404
+    assert response.json == {"error": "no such job"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "nope", "params": {}},
+        {"kind": "process_run", "params": {"steps": 0, "step_seconds": 0}},
+        {"kind": "process_run", "params": {"steps": 1, "step_seconds": 99}},
+        {"kind": "process_run"},
+        ["process_run"],
+    ],
+)
+def test_bad_requests_enqueue_and_write_nothing(app, client, alice, body):
+    keys, rows = rq_jobs_of(app, alice), rows_of(app, alice)
+    response = client.post("/api/jobs", json=body, headers=alice.headers)
+    assert response.status_code == 400
+    assert response.json["error"]
+    assert rq_jobs_of(app, alice) == keys
+    assert rows_of(app, alice) == rows
+
+
+def test_body_must_be_json(client, alice):
+    response = client.post("/api/jobs", data="steps=3", headers=alice.headers)
+    assert response.status_code == 400
+    assert "JSON" in response.json["error"]
+
+
+def test_unknown_api_path_is_json_404(client, alice):
+    response = client.get("/api/nothing-here", headers=alice.headers)
+    assert response.status_code == 404
+    assert "error" in response.json
+
+
+def test_redis_down_answers_503_and_keeps_no_row(make_app, alice):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    before = rows_of(app, alice)
+    response = app.test_client().post("/api/jobs", json=PROCESS, headers=alice.headers)
+    assert response.status_code == 503
+    assert "nothing was started" in response.json["error"]
+    assert rows_of(app, alice) == before
+
+
+def test_an_oversized_body_is_refused_with_413(make_app, alice):
+    client = make_app(MAX_CONTENT_LENGTH=1024).test_client()
+    body = {"kind": "process_run", "params": {"steps": 1, "step_seconds": 0}, "pad": "x" * 2048}
+    response = client.post("/api/jobs", json=body, headers=alice.headers)
+    assert response.status_code == 413
+    assert "error" in response.json
+
+
+def test_the_openapi_description_matches_the_kinds(client):
+    from myapp.jobs import KINDS
+
+    spec = client.get("/api/openapi.json").json  # public: it describes, it reveals nothing
+    assert spec["openapi"].startswith("3.1")
+    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel", "/stream"} <= set(
+        spec["paths"]
+    )
+    schemas = spec["components"]["schemas"]
+    shapes = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["JobRequest"]["oneOf"]]
+    public = sorted(name for name, kind in KINDS.items() if not kind.internal)
+    assert sorted(schemas[shape]["properties"]["kind"]["const"] for shape in shapes) == public
+    process = schemas["Start_process_run"]["properties"]["params"]["$ref"].rsplit("/", 1)[1]
+    steps = schemas[process]["properties"]["steps"]
+    assert (steps["minimum"], steps["maximum"]) == (1, 10_000)
+    assert set(schemas[process]["required"]) == {"steps", "step_seconds"}

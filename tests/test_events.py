@@ -1,0 +1,81 @@
+"""The event log on a real Redis: ids, replay, trimming and the snapshot cut."""
+
+import json
+import uuid
+
+import pytest
+from redis import Redis
+
+from myapp import events
+
+
+@pytest.fixture
+def redis(redis_url):
+    return Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def channel():
+    return f"myapp:user:test-{uuid.uuid4().hex[:8]}"
+
+
+def job(job_id: str, status: str, done: int) -> dict:
+    return {"data": {"id": job_id, "status": status, "progress": {"done": done}}, "type": "job"}
+
+
+def test_ids_increase_and_replay_returns_what_followed(redis, channel):
+    ids = [events.append(redis, channel, job("a", "started", n), 60).decode() for n in range(5)]
+    keys = [events.parse_id(i) for i in ids]
+    assert keys == sorted(keys) and len(set(keys)) == 5
+    missed = events.replay(redis, channel, ids[1])
+    assert [e.id for e in missed] == ids[2:]
+    assert [e.job["progress"]["done"] for e in missed] == [2, 3, 4]
+    assert events.replay(redis, channel, ids[-1]) == []
+
+
+def test_replayed_events_use_flask_sse_format(redis, channel):
+    start = events.append(redis, channel, {"data": "start"}, 60).decode()
+    first = events.append(redis, channel, {"data": "hello", "type": "note"}, 60).decode()
+    second = events.append(redis, channel, {"data": {"x": 1}}, 60).decode()
+    (hello, data) = events.replay(redis, channel, start)
+    assert hello.text == f"event:note\ndata:hello\nid:{first}\n\n"
+    assert data.text == f'data:{{"x": 1}}\nid:{second}\n\n'
+    assert hello.job is None
+
+
+def test_an_id_older_than_the_log_needs_a_snapshot(redis, channel):
+    assert events.replay(redis, channel, "1-0") is None  # nothing kept at all
+    events.append(redis, channel, job("a", "started", 1), 60)
+    assert events.replay(redis, channel, "1-0") is None  # the log starts after it
+    assert events.replay(redis, channel, "not-an-id") is None
+
+
+def test_the_log_expires_after_its_retention(redis, channel):
+    events.append(redis, channel, job("a", "started", 1), 0.2)
+    assert 0 < redis.pttl(events.log_key(channel)) <= 200
+
+
+def test_snapshot_cut_holds_active_jobs_as_of_the_newest_event(redis, channel):
+    assert events.snapshot_cut(redis, channel) == ("0-0", {})
+    events.append(redis, channel, job("a", "started", 1), 60)
+    events.append(redis, channel, job("b", "started", 1), 60)
+    last = events.append(redis, channel, job("a", "started", 2), 60).decode()
+    cut, active = events.snapshot_cut(redis, channel)
+    assert cut == last
+    assert active["a"]["progress"]["done"] == 2 and set(active) == {"a", "b"}
+    events.append(redis, channel, job("a", "finished", 2), 60)
+    assert set(events.snapshot_cut(redis, channel)[1]) == {"b"}
+
+
+def test_publish_reaches_subscribers_with_its_id(redis, channel):
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    try:
+        pubsub.get_message(timeout=1)
+        event_id = events.append(redis, channel, job("a", "queued", 0), 60)
+        message = pubsub.get_message(timeout=2)
+        published_id, _, payload = message["data"].partition(b" ")
+        assert published_id == event_id
+        assert json.loads(payload)["data"]["id"] == "a"
+    finally:
+        pubsub.close()

@@ -1,0 +1,72 @@
+"""One subscriber per web process: Redis clients stay flat, slow clients are dropped."""
+
+import socket
+import time
+from urllib.parse import urlparse
+
+from redis import Redis
+
+from myapp import events
+from myapp.events import channel_for
+from tests.sse_client import Stream
+from tests.test_stream import snapshot_sent
+
+
+def pattern_subscribers(redis: Redis) -> int:
+    """Web processes subscribe by pattern; RQ workers' own command channels do not.
+
+    Only clients of the tests' Redis database count: the server may be shared.
+    """
+    db = redis.connection_pool.connection_kwargs.get("db", 0)
+    return sum(1 for c in redis.client_list() if int(c["psub"]) and int(c["db"]) == db)
+
+
+def user_id(app, account) -> int:
+    from myapp.db import db
+    from myapp.models import User
+
+    with app.app_context():
+        return db.session.scalar(db.select(User.id).filter_by(name=account.name))
+
+
+def test_two_hundred_streams_share_one_subscription(server, redis_url, accounts):
+    redis = Redis.from_url(redis_url)
+    users = [accounts.create() for _ in range(25)]  # 8 streams each: the test cap
+    streams = [Stream(f"{server}/stream", users[i % 25].headers) for i in range(200)]
+    try:
+        for stream in streams:
+            stream.wait_for(snapshot_sent, timeout=20)
+        assert pattern_subscribers(redis) == 1  # one web process
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
+    app, server, redis_url, accounts
+):
+    alice = accounts.create()
+    redis = Redis.from_url(redis_url)
+    channel = channel_for(user_id(app, alice))
+    host, port = urlparse(server).hostname, urlparse(server).port
+    stalled = socket.create_connection((host, port))
+    request = f"GET /stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.token}\r\n\r\n"
+    stalled.sendall(request.encode())
+    reader = Stream(f"{server}/stream", alice.headers)
+    try:
+        reader.wait_for(snapshot_sent, timeout=5)
+        payload = "x" * 50_000
+        for batch in range(40):
+            for n in range(10):
+                events.append(redis, channel, {"data": f"{batch * 10 + n} {payload}"}, 60)
+            time.sleep(0.05)  # paced, so that a reader that reads keeps up
+        reader.wait_for(lambda evs: len(evs) == 401, timeout=30)
+        assert [int(e.data.split()[0]) for e in reader.events[1:]] == list(range(400))
+        stalled.settimeout(10)
+        received = 0
+        while chunk := stalled.recv(1 << 20):  # the server shut the socket: EOF
+            received += len(chunk)
+        assert received < 400 * 50_000
+    finally:
+        reader.close()
+        stalled.close()

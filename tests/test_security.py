@@ -1,0 +1,151 @@
+"""Headers, cookies, sign-in throttling, stream limits and tampered credentials."""
+
+import re
+
+import pytest
+import requests
+
+from myapp import security
+from myapp.db import db
+from myapp.models import User
+from tests.conftest import wait_until
+from tests.sse_client import Stream
+from tests.test_auth import csrf_token
+from tests.test_stream import snapshot_sent
+
+
+@pytest.fixture
+def alice(accounts):
+    return accounts.create()
+
+
+def test_every_answer_carries_a_strict_policy_and_no_framing(client, alice):
+    for path, headers in [("/", {}), ("/api/jobs", alice.headers), ("/stream", {})]:
+        response = client.get(path, headers=headers, buffered=True)
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_rq_dashboard_alone_may_run_its_inline_scripts(client, accounts):
+    admin = accounts.create(admin=True)
+    response = client.get("/rq/", headers=admin.headers)
+    assert response.status_code == 200
+    assert "script-src 'self' 'unsafe-inline'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_page_has_no_inline_script_or_handlers(client, alice):
+    form = {"name": alice.name, "password": alice.password, "csrf_token": csrf_token(client)}
+    assert client.post("/login", data=form).status_code == 302
+    html = client.get("/").get_data(as_text=True)
+    assert "Start 10 processes" in html
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    assert scripts and all(" src=" in tag for tag in scripts)
+    assert not re.search(r"\son[a-z]+\s*=", html)
+    assert " style=" not in html
+
+
+def test_session_cookies_are_httponly_samesite_and_secure_when_asked(make_app, accounts):
+    for secure in (False, True):
+        app = make_app(SESSION_COOKIE_SECURE=secure)
+        account = accounts.create()
+        client = app.test_client()
+        form = {"name": account.name, "password": account.password}
+        response = client.post("/login", data={**form, "csrf_token": csrf_token(client)})
+        assert response.status_code == 302
+        cookie = response.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert ("Secure" in cookie) is secure
+
+
+def test_guessing_a_password_is_stopped_after_a_few_tries(client, alice):
+    wrong = {"name": alice.name, "password": "nope", "csrf_token": csrf_token(client)}
+    for _ in range(security.LOGIN_ATTEMPTS_PER_NAME):
+        assert client.post("/login", data=wrong).status_code == 401
+    right = {**wrong, "password": alice.password}
+    response = client.post("/login", data=right)
+    assert response.status_code == 429
+    assert "Too many failed sign-ins" in response.get_data(as_text=True)
+
+
+def test_trying_many_names_from_one_address_is_stopped(client, accounts):
+    address = {"REMOTE_ADDR": "198.51.100.7"}
+    token = csrf_token(client)
+    for i in range(security.LOGIN_ATTEMPTS_PER_ADDRESS):
+        form = {"name": f"nobody-{i}", "password": "x", "csrf_token": token}
+        assert client.post("/login", data=form, environ_overrides=address).status_code == 401
+    bob = accounts.create()
+    form = {"name": bob.name, "password": bob.password, "csrf_token": token}
+    assert client.post("/login", data=form, environ_overrides=address).status_code == 429
+    assert client.post("/login", data=form).status_code == 302  # another address
+
+
+def test_open_streams_per_user_are_capped(server, accounts, service_env):
+    limit = int(service_env["MAX_STREAMS_PER_USER"])
+    alice, bob = accounts.create(), accounts.create()
+    streams = [Stream(f"{server}/stream", alice.headers) for _ in range(limit)]
+    try:
+        for stream in streams:
+            stream.wait_for(snapshot_sent, timeout=5)
+        refused = requests.get(f"{server}/stream", headers=alice.headers, timeout=5)
+        assert refused.status_code == 429
+        assert f"{limit} open streams" in refused.json()["error"]
+        other = Stream(f"{server}/stream", bob.headers)  # others are not affected
+        other.wait_for(snapshot_sent, timeout=5)
+        other.close()
+        streams.pop().close()  # a closed stream frees its place, once the server sees it
+
+        def reopened():
+            stream = Stream(f"{server}/stream", alice.headers)
+            if stream.response.status_code == 200:
+                return stream
+            stream.close()
+            return None
+
+        streams.append(wait_until(reopened, timeout=10))
+        streams[-1].wait_for(snapshot_sent, timeout=5)
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def assert_refused(response):
+    assert response.status_code == 401
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert b"event:" not in response.content and b"data:" not in response.content
+
+
+def test_forged_and_revoked_credentials_get_no_event_bytes(server, app, runner, alice, accounts):
+    stream = f"{server}/stream"
+    flipped = alice.token[:-1] + ("A" if alice.token[-1] != "A" else "B")
+    for token in ("", "x", "0" * 43, flipped, alice.token.upper()):
+        headers = {"Authorization": f"Bearer {token}"}
+        assert_refused(requests.get(stream, headers=headers, timeout=5))
+
+    # A session cookie with one character changed is no session at all.
+    session = requests.Session()
+    page = session.get(f"{server}/", timeout=5).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"name": alice.name, "password": alice.password, "csrf_token": csrf}
+    assert session.post(f"{server}/login", data=form, timeout=5).ok
+    cookie = session.cookies["session"]
+    assert session.get(f"{server}/api/jobs", timeout=5).status_code == 200
+    middle = len(cookie) // 2
+    tampered = cookie[:middle] + ("a" if cookie[middle] != "a" else "b") + cookie[middle + 1 :]
+    forged = {"Cookie": f"session={tampered}", "Accept": "application/json"}
+    assert_refused(requests.get(stream, headers=forged, timeout=5))
+
+    # Revoked tokens, and the tokens of a deleted user, stop working at once.
+    result = runner.invoke(args=["user", "revoke", alice.name])
+    assert result.exit_code == 0 and "revoked 1 token" in result.output
+    assert_refused(requests.get(stream, headers=alice.headers, timeout=5))
+    carol = accounts.create()
+    with app.app_context():
+        db.session.delete(db.session.scalar(db.select(User).filter_by(name=carol.name)))
+        db.session.commit()
+    assert_refused(requests.get(stream, headers=carol.headers, timeout=5))
+    assert_refused(requests.get(f"{server}/api/jobs", headers=carol.headers, timeout=5))

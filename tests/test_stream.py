@@ -1,0 +1,171 @@
+"""The stream over real HTTP: gunicorn with gevent, a real worker, real Redis."""
+
+import pytest
+import requests
+
+from tests.sse_client import Stream
+
+TERMINAL = {"finished", "failed", "stopped", "canceled"}
+
+
+@pytest.fixture
+def alice(accounts):
+    return accounts.create()
+
+
+def start(server, account, steps=20, step_seconds=0.05) -> dict:
+    body = {"kind": "process_run", "params": {"steps": steps, "step_seconds": step_seconds}}
+    response = requests.post(f"{server}/api/jobs", json=body, headers=account.headers, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def snapshot_sent(events) -> bool:
+    return any(event.type == "snapshot" for event in events)
+
+
+def finished(stream, job_id):
+    return lambda events: any(e["status"] in TERMINAL for e in stream.job_events(job_id))
+
+
+def test_stream_needs_a_user(server):
+    response = requests.get(f"{server}/stream", timeout=5)
+    assert response.status_code == 401
+    assert response.json() == {"error": "authentication required"}
+    bad = requests.get(f"{server}/stream", headers={"Authorization": "Bearer x"}, timeout=5)
+    assert bad.status_code == 401
+
+
+def test_stream_opens_with_retry_and_a_snapshot(server, alice):
+    stream = Stream(f"{server}/stream", alice.headers)
+    try:
+        assert stream.response.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.response.headers["Cache-Control"] == "no-cache"
+        assert stream.response.headers["X-Accel-Buffering"] == "no"
+        events = stream.wait_for(lambda events: events, timeout=5)
+        assert stream.lines[:2] == [": connected", "retry: 2000"]
+        assert events[0].type == "snapshot"
+        assert events[0].json() == {"jobs": []}
+        assert events[0].id
+    finally:
+        stream.close()
+
+
+def test_a_job_is_watched_to_the_end_by_its_owner_only(server, accounts, alice):
+    bob = accounts.create()
+    mine, theirs = (
+        Stream(f"{server}/stream", alice.headers),
+        Stream(f"{server}/stream", bob.headers),
+    )
+    try:
+        mine.wait_for(snapshot_sent, timeout=5)
+        theirs.wait_for(snapshot_sent, timeout=5)
+        job = start(server, alice, steps=20)
+        mine.wait_for(finished(mine, job["id"]))
+        events = mine.job_events(job["id"])
+    finally:
+        mine.close()
+        theirs.close()
+
+    statuses = [event["status"] for event in events]
+    assert statuses[0] == "queued"
+    assert statuses[1] == "started"
+    assert statuses[-1] == "finished"
+    assert set(statuses[1:-1]) == {"started"}
+    done = [event["progress"]["done"] for event in events if event["progress"]["done"] is not None]
+    assert done == sorted(done) and done[-1] == 20
+    updated = [event["updated_at"] for event in events]
+    assert updated == sorted(updated)
+    last = events[-1]
+    assert last["progress"]["percent"] == 100.0
+    assert last["result"] == {"steps": 20}
+    assert last["ended_at"] is not None
+    assert [event.type for event in theirs.events] == ["snapshot"]
+    assert theirs.events[0].json() == {"jobs": []}
+
+    api = requests.get(f"{server}/api/jobs/{job['id']}", headers=alice.headers, timeout=5).json()
+    assert api == last, "the database record and the last event agree"
+
+
+def test_reconnecting_with_last_event_id_misses_nothing_and_repeats_nothing(server, alice):
+    witness = Stream(f"{server}/stream", alice.headers)  # stays open throughout
+    first = Stream(f"{server}/stream", alice.headers)
+    try:
+        witness.wait_for(snapshot_sent, timeout=5)
+        first.wait_for(snapshot_sent, timeout=5)
+        job = start(server, alice, steps=30, step_seconds=0.05)
+        first.wait_for(lambda _: len(first.job_events(job["id"])) >= 5)
+        first.close()
+        seen = [e for e in first.events if e.type == "job"]
+        second = Stream(f"{server}/stream", {**alice.headers, "Last-Event-ID": seen[-1].id})
+        try:
+            second.wait_for(finished(second, job["id"]))
+        finally:
+            second.close()
+        witness.wait_for(finished(witness, job["id"]))
+    finally:
+        witness.close()
+    resumed = second.events
+    assert all(e.type == "job" for e in resumed), "a replay, not a snapshot"
+    union = [e.id for e in seen] + [e.id for e in resumed]
+    assert union == [e.id for e in witness.events if e.type == "job"]
+    assert len(set(union)) == len(union)
+
+
+def test_an_id_older_than_what_is_kept_gets_a_snapshot(server, alice):
+    job = start(server, alice, steps=1, step_seconds=0)
+    for old in ("1-0", "garbage"):
+        stream = Stream(f"{server}/stream", {**alice.headers, "Last-Event-ID": old})
+        try:
+            events = stream.wait_for(lambda events: events, timeout=5)
+        finally:
+            stream.close()
+        assert events[0].type == "snapshot"
+        assert job["id"] in [j["id"] for j in events[0].json()["jobs"]]
+
+
+def test_snapshot_holds_the_current_state_of_running_jobs(server, alice):
+    job = start(server, alice, steps=40, step_seconds=0.05)
+    watcher = Stream(f"{server}/stream?job={job['id']}", alice.headers)
+    try:
+        watcher.wait_for(
+            lambda _: any(e["progress"]["done"] for e in watcher.job_events(job["id"]))
+        )
+        stream = Stream(f"{server}/stream", alice.headers)
+        try:
+            (snapshot,) = stream.wait_for(lambda events: events, timeout=5)[:1]
+        finally:
+            stream.close()
+    finally:
+        watcher.close()
+    (state,) = [j for j in snapshot.json()["jobs"] if j["id"] == job["id"]]
+    assert state["status"] in ("started", "finished")
+    assert state["progress"]["done"] >= 1
+
+
+def test_quiet_streams_get_heartbeats(server, alice):
+    stream = Stream(f"{server}/stream", alice.headers)  # the test server beats every second
+    try:
+        stream.wait_for(lambda _: stream.lines.count(": keepalive") >= 2, timeout=5)
+    finally:
+        stream.close()
+
+
+def test_one_job_stream_ends_after_its_terminal_event(server, accounts, alice):
+    other = start(server, alice, steps=30, step_seconds=0.05)
+    job = start(server, alice, steps=5, step_seconds=0.05)
+    response = requests.get(
+        f"{server}/stream?job={job['id']}", headers=alice.headers, stream=True, timeout=30
+    )
+    body = response.text  # returns only because the server ends the response
+    assert other["id"] not in body
+    statuses = [line for line in body.splitlines() if line.startswith("data:")]
+    assert '"finished"' in statuses[-1]
+    again = requests.get(f"{server}/stream?job={job['id']}", headers=alice.headers, timeout=10)
+    assert again.text.count("event:snapshot") == 1 and '"finished"' in again.text
+    assert (
+        requests.get(
+            f"{server}/stream?job={job['id']}", headers=accounts.create().headers, timeout=5
+        ).status_code
+        == 404
+    )
