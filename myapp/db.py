@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from alembic import command
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 
@@ -84,3 +85,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Engine, "connect")
+def _remember_process(_dbapi_connection, record) -> None:
+    record.info["pid"] = os.getpid()
+
+
+@event.listens_for(Engine, "checkout")
+def _refuse_inherited(_dbapi_connection, record, proxy) -> None:
+    """Never use a connection opened by the process this one was forked from.
+
+    RQ forks work horses and its scheduler; a child writing on its parent's
+    socket corrupts the session both share (on PostgreSQL: "prepared statement
+    does not exist" in the parent). SQLAlchemy's recipe for ``os.fork()``: the
+    pool drops the inherited connection, without closing it, and opens its own.
+    """
+    if record.info.get("pid") != os.getpid():
+        record.dbapi_connection = proxy.dbapi_connection = None
+        raise exc.DisconnectionError("connection opened by another process")

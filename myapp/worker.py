@@ -80,6 +80,12 @@ class TrackingWorker(Worker):
         control.reap(self.queues[0], self.reap_interval, force=True)  # before RQ's own
         super().clean_registries()
 
+    def fork_work_horse(self, job, queue):
+        # A connection held across the fork would be written to by both processes
+        # (see myapp.db): hand it back to the pool, which the horse then drops.
+        db.session.remove()
+        super().fork_work_horse(job, queue)
+
     def main_work_horse(self, job, queue):
         # The forked horse must not share the parent's database connections, and
         # must die with its worker rather than run on unwatched.
