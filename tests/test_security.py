@@ -149,3 +149,54 @@ def test_forged_and_revoked_credentials_get_no_event_bytes(server, app, runner, 
         db.session.commit()
     assert_refused(requests.get(stream, headers=carol.headers, timeout=5))
     assert_refused(requests.get(f"{server}/api/jobs", headers=carol.headers, timeout=5))
+
+
+#: Every way to name a job or a profile, as (method, path, query); ``{job}`` and
+#: ``{profile}`` are filled in. The test fails when a route that takes an id is added
+#: without being listed here.
+BY_ID = [
+    ("GET", "/api/jobs/{job}", ""),
+    ("POST", "/api/jobs/{job}/cancel", ""),
+    ("POST", "/api/jobs/{job}/retry", ""),
+    ("GET", "/api/jobs", "?parent={job}"),
+    ("GET", "/stream", "?job={job}"),
+    ("GET", "/api/profiles/{profile}", ""),
+    ("GET", "/profiles/{profile}", ""),
+]
+
+
+def test_another_users_ids_read_exactly_like_unknown_ones(app, server, accounts, alice):
+    with_ids = {
+        rule.rule for rule in app.url_map.iter_rules() if "_id>" in rule.rule and "/rq" not in rule.rule
+    }
+    listed = {path.replace("{job}", "<job_id>").replace("{profile}", "<int:profile_id>")
+              for _, path, _ in BY_ID}  # fmt: skip
+    assert with_ids <= listed
+
+    bob = accounts.create()
+    body = {"kind": "generate_profile", "params": {"stage_seconds": 0}}
+    parent = requests.post(f"{server}/api/jobs", json=body, headers=bob.headers, timeout=10).json()
+    wait_until(lambda: requests.get(f"{server}/api/jobs/{parent['id']}", headers=bob.headers,
+                                    timeout=5).json()["status"] == "finished", 60)  # fmt: skip
+    done = requests.get(f"{server}/api/jobs/{parent['id']}", headers=bob.headers, timeout=5).json()
+    profile = done["result"]["profile_id"]
+    piece = done["children"][0]
+
+    def ask(method, path, query, job, profile_id, headers):
+        url = server + (path + query).format(job=job, profile=profile_id)
+        answer = requests.request(method, url, headers={**headers, "Accept": "application/json"},
+                                  timeout=5, stream=True)  # fmt: skip
+        try:  # an owner's stream stays open: read only what a refusal says
+            said = answer.raw.read(2000) if answer.status_code >= 400 else b""
+            return answer.status_code, answer.headers["Content-Type"], said
+        finally:
+            answer.close()
+
+    for method, path, query in BY_ID:
+        for job in (parent["id"], piece):
+            theirs = ask(method, path, query, job, profile, alice.headers)
+            unknown = ask(method, path, query, "0" * 8, 2**31 - 1, alice.headers)
+            assert theirs[0] == 404, (method, path, query, theirs)
+            assert theirs == unknown, (method, path, query)
+            # ... while their owner is answered (a 409 for what cannot be done).
+            assert ask(method, path, query, job, profile, bob.headers)[0] in (200, 409)
