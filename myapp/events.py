@@ -6,7 +6,9 @@ event's SSE ``id:`` and a client that reconnects with ``Last-Event-ID`` can be
 sent exactly what it missed. For job events the script also keeps the job's
 latest state in a hash of the user's active jobs, so a snapshot taken with
 :func:`snapshot_cut` is consistent with the log, and a job's terminal event
-frees its place in the user's limit of active jobs.
+frees its place in the user's limit of active jobs. A job state older than the
+job's last one sent (by ``updated_at``) is dropped, so a late event never undoes
+a newer one, on any client.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from myapp.metrics import COUNTERS
 from myapp.state import TERMINAL
 
 _PUBLISH = """
+if ARGV[7] ~= '' then
+  local sent = redis.call('HGET', KEYS[5], ARGV[4])
+  if sent and sent > ARGV[7] then return false end
+  redis.call('HSET', KEYS[5], ARGV[4], ARGV[7])
+  redis.call('EXPIRE', KEYS[5], 86400)
+end
 local now = redis.call('TIME')
 local retention_ms = tonumber(ARGV[3])
 local min_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - retention_ms
@@ -57,6 +65,12 @@ def active_key(channel: str) -> str:
     return f"{channel}:active"
 
 
+def sent_key(channel: str) -> str:
+    """The ``updated_at`` of each job's latest event: an older state arriving late
+    (two processes raced to publish the same batch) is not sent after a newer one."""
+    return f"{channel}:sent"
+
+
 def admitted_key(channel: str) -> str:
     """The user's jobs counted against ``MAX_ACTIVE_JOBS_PER_USER`` (see :mod:`myapp.control`)."""
     return f"{channel}:admitted"
@@ -65,16 +79,19 @@ def admitted_key(channel: str) -> str:
 def append(
     redis: Redis | Pipeline, channel: str, message: dict[str, Any], retention_seconds: float
 ) -> Any:
-    """Log and publish a flask-sse message dict; returns its id (or queues it on a pipeline)."""
+    """Log and publish a flask-sse message dict; returns its id (or queues it on a
+    pipeline), or None for a job state older than one already sent."""
     encoded = json.dumps(message, separators=(",", ":"))
     data = message.get("data")
-    job_id = job_json = terminal = ""
+    job_id = job_json = terminal = updated_at = ""
     if message.get("type") == "job" and isinstance(data, dict):
         job_id, job_json = data["id"], json.dumps(data, separators=(",", ":"))
         terminal = "1" if data.get("status") in TERMINAL else "0"
+        updated_at = data.get("updated_at") or ""
     return redis.eval(
-        _PUBLISH, 4, log_key(channel), active_key(channel), admitted_key(channel), COUNTERS,
-        encoded, channel, int(retention_seconds * 1000), job_id, job_json, terminal,
+        _PUBLISH, 5, log_key(channel), active_key(channel), admitted_key(channel), COUNTERS,
+        sent_key(channel), encoded, channel, int(retention_seconds * 1000), job_id, job_json,
+        terminal, updated_at,
     )  # fmt: skip
 
 

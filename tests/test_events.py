@@ -67,6 +67,22 @@ def test_snapshot_cut_holds_active_jobs_as_of_the_newest_event(redis, channel):
     assert set(events.snapshot_cut(redis, channel)[1]) == {"b"}
 
 
+def test_a_state_older_than_one_sent_is_neither_logged_nor_kept_active(redis, channel):
+    def state(status, at):
+        return {"data": {"id": "a", "status": status, "progress": {}, "updated_at": at},
+                "type": "job"}  # fmt: skip
+
+    first = events.append(redis, channel, state("started", "2026-01-01T00:00:01.000000Z"), 60)
+    events.append(redis, channel, state("finished", "2026-01-01T00:00:03.000000Z"), 60)
+    # Another process computed this before the end, and publishes it late.
+    late = events.append(redis, channel, state("started", "2026-01-01T00:00:02.000000Z"), 60)
+    assert late is None
+    assert [e.job["status"] for e in events.replay(redis, channel, first.decode())] == ["finished"]
+    assert events.snapshot_cut(redis, channel)[1] == {}  # not active again
+    again = events.append(redis, channel, state("queued", "2026-01-01T00:00:04.000000Z"), 60)
+    assert again is not None  # a retry, newer: sent
+
+
 def test_publish_reaches_subscribers_with_its_id(redis, channel):
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(channel)
