@@ -29,7 +29,7 @@ from myapp.db import db
 from myapp.events import parse_id
 from myapp.models import TrackedJob, User
 from tests.conftest import wait_until
-from tests.sse_client import Event, Stream
+from tests.sse_client import Stream
 from tests.test_faults import TERMINAL, Rig
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
@@ -39,55 +39,62 @@ USERS = 2
 
 @dataclass
 class Tab:
-    """One browser tab: a stream that resumes from its last event id when dropped."""
+    """One browser tab: a stream that resumes from its last event id when dropped.
+
+    What it heard is folded as it arrives (the events themselves are let go), so a
+    long soak's tabs stay small: each job's last status, the ids in arrival order.
+    """
 
     base: str
     headers: dict[str, str]
-    earlier: list[Event] = field(default_factory=list)
     stream: Stream | None = None
-    reopened: int = 0
+    status: dict[str, str] = field(default_factory=dict)
+    heard: set[str] = field(default_factory=set)
+    ids: list[tuple[int, int]] = field(default_factory=list)
+    last_id: str | None = None
+    snapshots: int = 0
 
     def __post_init__(self):
         self.open()
 
     def open(self) -> None:
-        last = self.last_id()
-        resume = {"Last-Event-ID": last} if last else {}
+        resume = {"Last-Event-ID": self.last_id} if self.last_id else {}
         self.stream = Stream(f"{self.base}/stream", {**self.headers, **resume})
 
-    def last_id(self) -> str | None:
-        ids = [e.id for e in self.events() if e.id]
-        return ids[-1] if ids else None
-
-    def events(self) -> list[Event]:
-        return [*self.earlier, *(self.stream.events if self.stream else [])]
+    def fold(self) -> None:
+        """Take in what arrived since the last call."""
+        arrived = self.stream.events
+        count = len(arrived)
+        for event in arrived[:count]:
+            self.last_id = event.id or self.last_id
+            if event.type == "job":
+                job = event.json()
+                self.status[job["id"]] = job["status"]
+                self.heard.add(job["id"])
+                self.ids.append(parse_id(event.id))
+            elif event.type == "snapshot":
+                self.snapshots += 1
+                for job in event.json()["jobs"]:
+                    self.status[job["id"]] = job["status"]
+                    self.heard.add(job["id"])
+        del arrived[:count]  # the reader thread only appends: this is safe
 
     def drop(self) -> None:
         """Cut the connection and reconnect, as after a network blip."""
         self.stream.close()
-        self.earlier += self.stream.events
-        self.reopened += 1
+        self.fold()
         self.open()
 
     def ended_by_server(self) -> bool:
         return not self.stream._thread.is_alive()
 
+    def knows(self, final: dict[str, str]) -> bool:
+        self.fold()
+        return self.status.items() >= final.items()
+
     def close(self) -> None:
         self.stream.close()
-        self.earlier += self.stream.events
-        self.stream = None
-
-    def known(self) -> dict[str, str]:
-        """Each job's status as this tab last heard it, from events and snapshots."""
-        status: dict[str, str] = {}
-        for event in self.events():
-            if event.type == "job":
-                job = event.json()
-                status[job["id"]] = job["status"]
-            elif event.type == "snapshot":
-                for job in event.json()["jobs"]:
-                    status[job["id"]] = job["status"]
-        return status
+        self.fold()
 
 
 def random_job(rng: random.Random) -> dict:
@@ -169,9 +176,11 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
                     rig.start_worker()
                     figures["workers killed"] += 1
                 next_kill = time.monotonic() + rng.uniform(4, 10)
-            for tab in [t for ts in tabs.values() for t in ts if t.ended_by_server()]:
-                tab.drop()  # the server ended it (a full queue): the tab reconnects
-                figures["streams ended by the server"] += 1
+            for tab in [t for ts in tabs.values() for t in ts]:
+                if tab.ended_by_server():
+                    tab.drop()  # the server ended it (a full queue): the tab reconnects
+                    figures["streams ended by the server"] += 1
+                tab.fold()
             time.sleep(rng.uniform(0.05, 0.3))
 
         # No job stuck: everything ends, in the database, killed workers included.
@@ -188,15 +197,14 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
             final = {job_id: row.status for job_id, row in records[user.name].items()}
             for tab in tabs[user.name]:
                 try:
-                    wait_until(lambda t=tab, f=final: t.known().items() >= f.items(), 30, 0.2)
+                    wait_until(lambda t=tab, f=final: t.knows(f), 30, 0.2)
                 except AssertionError:
-                    known = tab.known()
-                    wrong = [(j, known.get(j), s) for j, s in final.items() if known.get(j) != s]
+                    wrong = [(j, tab.status.get(j), s) for j, s in final.items()
+                             if tab.status.get(j) != s]  # fmt: skip
                     raise AssertionError(f"a tab missed final states: {wrong[:5]}") from None
     finally:
         for tab in [t for ts in tabs.values() for t in ts]:
-            if tab.stream is not None:
-                tab.close()
+            tab.close()
         rig.stop()
 
     assert figures["jobs"] >= 20
@@ -206,16 +214,11 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
         others = set().union(*(set(records[u.name]) for u in users if u is not user))
         assert set(submitted[user.name]) <= mine
         for tab in tabs[user.name]:
-            events = tab.events()
-            heard = {e.json()["id"] for e in events if e.type == "job"} | {
-                job["id"] for e in events if e.type == "snapshot" for job in e.json()["jobs"]
-            }
-            assert not heard & others, "another user's job reached this tab"
-            assert heard <= mine
-            ids = [parse_id(e.id) for e in events if e.type == "job"]
-            assert ids == sorted(set(ids)), "events out of order or twice"
-            figures["events received"] += len(ids)
-            figures["snapshots"] += sum(e.type == "snapshot" for e in events)
+            assert not tab.heard & others, "another user's job reached this tab"
+            assert tab.heard <= mine
+            assert tab.ids == sorted(set(tab.ids)), "events out of order or twice"
+            figures["events received"] += len(tab.ids)
+            figures["snapshots"] += tab.snapshots
         statuses = Counter(row.status for row in records[user.name].values())
         figures.update({f"records {status}": n for status, n in statuses.items()})
     figures["records"] = sum(len(r) for r in records.values())
