@@ -76,6 +76,17 @@ class Subscriber:
         except queue.Empty:
             return False
 
+    def get_ready(self, most: int) -> list[Event | None]:
+        """Up to ``most`` events that are already waiting, without waiting: a stream
+        that fell behind sends them in one write rather than one write each."""
+        ready: list[Event | None] = []
+        while len(ready) < most and not self.dropped:
+            try:
+                ready.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return ready
+
 
 class Hub:
     def __init__(self, redis: Redis, pattern: str, queue_size: int):

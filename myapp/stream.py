@@ -36,6 +36,8 @@ from myapp.state import TERMINAL
 RETRY_MS = 2000
 #: How many jobs a snapshot holds at most, newest first.
 SNAPSHOT_LIMIT = 200
+#: How many waiting events a stream sends in one write, at most.
+BATCH_MOST = 64
 
 
 class UserStream(ServerSentEventsBlueprint):
@@ -112,16 +114,24 @@ class UserStream(ServerSentEventsBlueprint):
             if time.monotonic() - renewed >= heartbeat:
                 renewed = time.monotonic()
                 _renew(user_id, subscriber.id)
-            event = subscriber.get(timeout=heartbeat)
-            if event is False:
+            first = subscriber.get(timeout=heartbeat)
+            if first is False:
                 yield ": keepalive\n\n"
-            elif event is CLOSE:
-                return
-            elif event.key > sent and _wanted(event, job_id):
-                yield event.text
-                figures.sent(time.time() - event.key[0] / 1000)
-                sent = event.key
-                done = job_id is not None and event.job["status"] in TERMINAL
+                continue
+            texts = []
+            for event in [first, *subscriber.get_ready(BATCH_MOST)]:
+                if event is CLOSE:
+                    done = True
+                    break
+                if event.key > sent and _wanted(event, job_id):
+                    texts.append(event.text)
+                    figures.sent(time.time() - event.key[0] / 1000)
+                    sent = event.key
+                    done = job_id is not None and event.job["status"] in TERMINAL
+                    if done:
+                        break
+            if texts:
+                yield "".join(texts)
 
     def _catch_up(self, channel, user_id, last_id, job_id) -> Iterator[str]:
         """Replay what the client missed, or send a snapshot; returns (last key, ended)."""

@@ -70,3 +70,37 @@ def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
     finally:
         reader.close()
         stalled.close()
+
+
+def read_chunks(reader, until: bytes) -> list[bytes]:
+    """Read an HTTP/1.1 chunked body's chunks until one holds ``until``."""
+    chunks = []
+    while not chunks or until not in chunks[-1]:
+        size = int(reader.readline().strip(), 16)
+        chunks.append(reader.read(size))
+        reader.readline()  # the CRLF after the chunk
+    return chunks
+
+
+def test_events_that_arrive_together_leave_in_one_write(app, server, redis_url, accounts):
+    alice = accounts.create()
+    redis = Redis.from_url(redis_url)
+    channel = channel_for(user_id(app, alice))
+    host, port = urlparse(server).hostname, urlparse(server).port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        request = f"GET /stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.token}"
+        sock.sendall(f"{request}\r\n\r\n".encode())
+        reader = sock.makefile("rb")
+        while reader.readline() != b"\r\n":
+            pass  # the status line and headers
+        read_chunks(reader, until=b"event:snapshot")
+        with redis.pipeline(transaction=False) as pipe:
+            for n in range(50):
+                events.append(pipe, channel, {"data": f"burst {n}"}, 60)
+            pipe.execute()  # one round trip: the web process receives them together
+        chunks = read_chunks(reader, until=b"burst 49")
+        reader.close()
+    sent = b"".join(chunks)
+    numbers = [int(line.split()[-1]) for line in sent.splitlines() if b"burst" in line]
+    assert numbers == list(range(50))
+    assert len([c for c in chunks if b"burst" in c]) < 10  # not one write per event
