@@ -1,9 +1,13 @@
 """``python -m bench``: run the benchmarks and write docs/benchmarks.md.
 
-The default run (fan-out at 100, 1,000 and 5,000 streams, then job overhead)
-stops by itself within about ten minutes: no run starts once its scenario's
-share of ``--budget`` is spent (what was skipped is written in the report).
-``--quick`` is a smoke run of a minute or two, written to bench/results/quick.md.
+The default run (fan-out at 100, 1,000 and 5,000 streams and job overhead, then
+worker classes, enqueue path, latency to the page and capacity) stops by itself
+within about twenty minutes: no fan-out or job run starts once its share of
+``--budget`` is spent, and each later scenario has an allowance of its own
+(``ALLOWANCES``); what was skipped is written in the report. ``--scenarios``
+runs some of them: the others are then taken from the newest full run's raw
+figures in bench/results/, so docs/benchmarks.md always shows them all.
+``--quick`` is a smoke run of a few minutes, written to bench/results/quick.md.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import fanout, jobs, report, servers
+from bench import capacity, enqueue, fanout, jobs, page, report, servers, workers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC = servers.ROOT / "docs" / "benchmarks.md"
+#: Every scenario, in the order of the default run.
+SCENARIOS = ["fanout", "jobs", "workers", "enqueue", "page", "capacity"]
+#: Seconds after which no new run of these scenarios starts (full size; --quick: a third).
+ALLOWANCES = {"workers": 420.0, "enqueue": 240.0, "page": 150.0, "capacity": 420.0}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -66,12 +74,56 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="bare subscribers: raw RESP (default) or redis.asyncio",
     )
     parser.add_argument(
-        "--scenarios", type=names, default=["fanout", "jobs"], help="fanout,jobs (default both)"
+        "--scenarios",
+        type=names,
+        default=list(SCENARIOS),
+        help=f"of {','.join(SCENARIOS)} (default all)",
     )
     parser.add_argument("--jobs", type=int, help="jobs per batch (default 200)")
     parser.add_argument("--job-workers", type=int, help="RQ worker processes (default 20)")
     parser.add_argument("--job-repeats", type=int, help="repeats of the job batches (default 3)")
-    parser.add_argument("--budget", type=float, help="seconds the whole run may take (default 600)")
+    parser.add_argument("--enqueue-requests", type=int, help="requests per enqueue run (500)")
+    parser.add_argument(
+        "--enqueue-concurrency", type=ints, help="connections at a time (default 1,8)"
+    )
+    parser.add_argument(
+        "--enqueue-systems",
+        type=names,
+        default=list(enqueue.SYSTEMS),
+        help=f"of {','.join(enqueue.SYSTEMS)} (default all)",
+    )
+    parser.add_argument("--enqueue-repeats", type=int, help="repeats of the enqueue runs (3)")
+    parser.add_argument(
+        "--updates",
+        type=ints,
+        help="progress.update calls per job for the database writes (default 100,1000,10000)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="a PostgreSQL server; the bench creates and drops a database of its own on it",
+    )
+    parser.add_argument(
+        "--worker-kinds",
+        type=names,
+        default=list(workers.KINDS),
+        help=f"of {','.join(workers.KINDS)} (default all)",
+    )
+    parser.add_argument("--worker-count", type=int, help="workers of each kind (default 10)")
+    parser.add_argument("--worker-jobs", type=int, help="jobs per worker batch (default 40)")
+    parser.add_argument("--worker-repeats", type=int, help="repeats of the worker batches (2)")
+    parser.add_argument("--page-jobs", type=int, help="jobs watched at once (default 4)")
+    parser.add_argument("--page-steps", type=int, help="updates per job, 0.25 s apart (40)")
+    parser.add_argument("--page-repeats", type=int, help="repeats of the page run (default 3)")
+    parser.add_argument(
+        "--capacity-steps", type=ints, help="idle streams to ramp through (2500,5000,10000)"
+    )
+    parser.add_argument(
+        "--probe-seconds", type=float, help="seconds of /healthz probing per probe (default 5)"
+    )
+    parser.add_argument(
+        "--budget", type=float, help="seconds the fan-out and job scenarios may take (default 600)"
+    )
     parser.add_argument("--output", type=Path, help="the Markdown file to write")
     parser.add_argument(
         "--render",
@@ -80,6 +132,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="only write the Markdown again from a run's raw figures",
     )
     args = parser.parse_args(argv)
+    for option, known in (
+        ("scenarios", SCENARIOS),
+        ("systems", fanout.SYSTEMS),
+        ("enqueue_systems", enqueue.SYSTEMS),
+        ("worker_kinds", workers.KINDS),
+    ):
+        unknown = [name for name in getattr(args, option) if name not in known]
+        if unknown:
+            parser.error(f"--{option.replace('_', '-')}: unknown {', '.join(unknown)}")
     quick = args.quick
     defaults = {
         "streams": [100, 1000] if quick else [100, 1000, 5000],
@@ -89,6 +150,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "jobs": 30 if quick else 200,
         "job_workers": 10 if quick else 20,
         "job_repeats": 1 if quick else 3,
+        "enqueue_requests": 100 if quick else 500,
+        "enqueue_concurrency": [1, 8],
+        "enqueue_repeats": 1 if quick else 3,
+        "updates": [100, 1000, 10000],
+        "worker_count": 4 if quick else 10,
+        "worker_jobs": 8 if quick else 40,
+        "worker_repeats": 1 if quick else 2,
+        "page_jobs": 4,
+        "page_steps": 12 if quick else 40,
+        "page_repeats": 1 if quick else 3,
+        "capacity_steps": [500, 1000] if quick else [2500, 5000, 10000],
+        "probe_seconds": 2.0 if quick else 5.0,
         "budget": 150.0 if quick else 600.0,
         "output": RESULTS / "quick.md" if quick else DOC,
     }
@@ -109,7 +182,9 @@ def main(argv: list[str]) -> int:
     # unwinds every ``finally``, which stops every process we started.
     signal.signal(signal.SIGALRM, _overdue)
     signal.signal(signal.SIGTERM, _stopped)  # so that a SIGTERM also runs the finally blocks
-    signal.alarm(int(args.budget) + 240)
+    scale = 1 / 3 if args.quick else 1.0
+    allowance = {k: v * scale for k, v in ALLOWANCES.items() if k in args.scenarios}
+    signal.alarm(int(args.budget + sum(allowance.values())) + 240)
     started = time.monotonic()
     start_utc = datetime.datetime.now(datetime.UTC)
     log = lambda text: print(f"[{time.monotonic() - started:5.0f}s] {text}", flush=True)  # noqa: E731
@@ -173,9 +248,57 @@ def main(argv: list[str]) -> int:
                 log=log,
             )
             results["jobs"] = jobs.run(jopts, workdir, db_path, users)
+        if "workers" in args.scenarios:
+            log(f"worker classes: {args.worker_kinds}, {args.worker_count} workers each")
+            wopts = workers.WorkerOptions(
+                kinds=args.worker_kinds,
+                workers=args.worker_count,
+                jobs=args.worker_jobs,
+                repeats=args.worker_repeats,
+                deadline=time.monotonic() + allowance["workers"],
+                log=log,
+            )
+            results["workers"] = workers.run(wopts, workdir, db_path, users)
+        if "page" in args.scenarios:
+            log(f"latency to the page: {args.page_jobs} jobs of {args.page_steps} updates")
+            popts = page.PageOptions(
+                jobs=args.page_jobs,
+                steps=args.page_steps,
+                repeats=args.page_repeats,
+                deadline=time.monotonic() + allowance["page"],
+                log=log,
+            )
+            results["page"] = page.run(popts, workdir, db_path, users)
+        if "enqueue" in args.scenarios:
+            log(f"enqueue path: {args.enqueue_systems}, concurrency {args.enqueue_concurrency}")
+            eopts = enqueue.EnqueueOptions(
+                requests=args.enqueue_requests,
+                concurrency=args.enqueue_concurrency,
+                repeats=args.enqueue_repeats,
+                systems=args.enqueue_systems,
+                postgres_url=args.postgres_url,
+                updates=args.updates,
+                write_repeats=1 if args.quick else 2,
+                paced_seconds=1.0 if args.quick else 3.0,
+                deadline=time.monotonic() + allowance["enqueue"],
+                log=log,
+            )
+            results["enqueue"] = enqueue.run(eopts, workdir, db_path, users)
+        if "capacity" in args.scenarios:
+            log(f"capacity: idle streams {args.capacity_steps}")
+            copts = capacity.CapacityOptions(
+                steps=args.capacity_steps,
+                probe_seconds=args.probe_seconds,
+                probes=1 if args.quick else 3,
+                deadline=time.monotonic() + allowance["capacity"],
+                log=log,
+            )
+            results["capacity"] = capacity.run(copts, workdir, db_path, users)
     results["elapsed"] = time.monotonic() - started
     results["load_end"] = report.load_average()
     results["machine"] = report.machine(results["redis_version"])
+    if args.output == DOC:
+        merge_earlier(results)
     RESULTS.mkdir(exist_ok=True)
     raw = RESULTS / f"{start_utc.strftime('%Y%m%dT%H%M%S')}{'-quick' if args.quick else ''}.json"
     raw.write_text(json.dumps(results, indent=1))
@@ -185,8 +308,29 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-class Overdue(Exception):
-    pass
+def merge_earlier(results: dict) -> None:
+    """Fill in the scenarios this run left out from the newest full run that has them,
+    so that docs/benchmarks.md always shows every scenario (each says which run)."""
+    for path in sorted(RESULTS.glob("*.json"), reverse=True):
+        if path.stem.endswith("-quick"):
+            continue
+        earlier = json.loads(path.read_text())
+        for key in SCENARIOS:
+            if key in results or key not in earlier:
+                continue
+            results[key] = earlier[key]
+            source = earlier.get("earlier", {}).get(key) or {
+                "file": path.name,
+                "started": earlier["started"],
+                "command": earlier["command"],
+                "options": earlier["options"],
+                "load": f"{earlier['load_start']} / {earlier['load_end']}",
+            }
+            results.setdefault("earlier", {})[key] = source
+
+
+class Overdue(BaseException):
+    """A BaseException, so that no ``except Exception`` on the way swallows it."""
 
 
 def _overdue(signum, frame):

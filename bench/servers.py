@@ -11,12 +11,14 @@ import json
 import os
 import re
 import resource
+import secrets
 import select
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,9 +275,11 @@ def service_env(redis_url: str, database_url: str | None = None) -> dict[str, st
     return env
 
 
-def create_users(env: dict[str, str], db_path: Path, names: list[str]) -> list[dict]:
+def create_users(env: dict[str, str], db_path: Path | str, names: list[str]) -> list[dict]:
     """``flask --app app user create NAME --password x`` for each name (one at a
-    time: on two cores that is faster than in parallel); their ids and tokens."""
+    time: on two cores that is faster than in parallel); their ids and tokens.
+
+    ``db_path`` is the SQLite file, or a PostgreSQL URL."""
     flask = str(Path(PYTHON).with_name("flask"))
     tokens = {}
     for name in names:
@@ -290,9 +294,37 @@ def create_users(env: dict[str, str], db_path: Path, names: list[str]) -> list[d
         if done.returncode != 0:
             raise RuntimeError(f"user create {name} failed: {done.stderr.strip()[-500:]}")
         tokens[name] = re.search(r"^token: (\S+)$", done.stdout, re.M).group(1)
-    with sqlite3.connect(db_path) as conn:
-        ids = dict(conn.execute("SELECT name, id FROM users").fetchall())
+    if isinstance(db_path, str):
+        import psycopg
+
+        with psycopg.connect(db_path) as conn:
+            ids = dict(conn.execute("SELECT name, id FROM users").fetchall())
+    else:
+        with sqlite3.connect(db_path) as conn:
+            ids = dict(conn.execute("SELECT name, id FROM users").fetchall())
     return [{"name": name, "id": ids[name], "token": tokens[name]} for name in names]
+
+
+# -- PostgreSQL ----------------------------------------------------------------
+
+
+@contextmanager
+def postgres_database(server_url: str, prefix: str = "bench"):
+    """A database of our own on ``server_url``'s server, dropped afterwards: the
+    server's other databases (other people's test runs) are never touched."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    server = make_url(server_url).set(drivername="postgresql")
+    admin = server.render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 # -- what things cost ----------------------------------------------------------

@@ -1,0 +1,206 @@
+"""Capacity: idle streams ramped up to 10,000 on one web process, ``/healthz`` probed.
+
+One gunicorn gevent worker (as in the fan-out) runs myapp on its own Redis and a
+SQLite file of its own (users with no jobs: the streams' snapshots are empty). The
+streams are opened in steps by :mod:`bench.clients` processes (at most 5,000
+each), spread over the source addresses 127.0.0.2 to 127.0.0.9, every process's
+file limit raised to its hard limit. Nothing is published: the streams only
+get the snapshot and the heartbeats (``STREAM_HEARTBEAT_SECONDS``, each of which
+also renews the stream's lease in Redis).
+
+Then, at 0 and at the largest step only: myapp with ``STREAM_HEARTBEAT_SECONDS``
+600 (what the heartbeats and their lease renewals cost), and the floor
+(:mod:`bench.idle_app`, a bare Flask SSE view on the same server). At 0 streams and after each step,
+:mod:`bench.loadgen` sends ``GET /healthz`` at a fixed rate over a few keep-alive
+connections and records each answer's latency; memory is read at the same points:
+
+- web RSS (arbiter and worker) and Redis ``used_memory``;
+- the kernel's: TCP buffer memory (``/proc/net/sockstat``) plus slab memory
+  (``/proc/meminfo`` ``Slab``: socket, inode and file structures), both machine
+  wide and for both ends of every loopback socket, so halved to stand for the
+  server's end (the clients would be elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import servers
+from bench.fanout import STREAMS_PER_USER_LIMIT, percentiles
+from bench.servers import LineProc
+
+SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+#: STREAM_HEARTBEAT_SECONDS of the "quiet" myapp, against the default 15 s.
+QUIET_HEARTBEAT = 600
+
+
+@dataclass
+class CapacityOptions:
+    steps: list[int] = field(default_factory=lambda: [2500, 5000, 10000])
+    probe_seconds: float = 5.0
+    probe_rate: float = 200.0
+    probe_connections: int = 2
+    probes: int = 3  # per step
+    per_client: int = 5000
+    floor: bool = True  # also quiet myapp and bench.idle_app, at the largest step
+    open_concurrency: int = 100
+    deadline: float = float("inf")
+    log: callable = print
+
+
+def slab_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory(web: servers.WebServer, redis: servers.RedisServer) -> dict:
+    return {
+        "web_rss": servers.rss_bytes(web.pids()),
+        "redis_used": redis.used_memory(),
+        "tcp_mem": servers.tcp_mem_bytes(),
+        "slab": slab_bytes(),
+    }
+
+
+def probe(web: servers.WebServer, opts: CapacityOptions) -> dict:
+    from bench.enqueue import load
+
+    config = {
+        "mode": "http",
+        "host": "127.0.0.1",
+        "port": web.port,
+        "requests": ["GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"],
+        "connections": opts.probe_connections,
+        "rate": opts.probe_rate,
+        "duration": opts.probe_seconds,
+    }
+    cpu0 = servers.cpu_seconds(web.pids())
+    out = load(config, timeout=opts.probe_seconds + 60)
+    cpu1 = servers.cpu_seconds(web.pids())
+    return {
+        **percentiles(out["latencies"]),
+        "min": min(out["latencies"], default=None),
+        "errors": out["errors"],
+        "statuses": out["statuses"],
+        "web_cores": (cpu1 - cpu0) / out["seconds"],
+    }
+
+
+def run(opts: CapacityOptions, workdir: Path, db_path: Path, users: list[dict]) -> dict:
+    """myapp's ramp; then, at the largest step only, myapp with heartbeats 40 times
+    rarer (what the heartbeats cost) and the floor (``bench.idle_app``)."""
+    results: dict = {"steps": [], "quiet": [], "floor": [], "sources": SOURCES, "probe": {
+        "seconds": opts.probe_seconds, "rate": opts.probe_rate,
+        "connections": opts.probe_connections, "probes": opts.probes,
+    }}  # fmt: skip
+    skipped: list[str] = []
+    # A database of its own, with users of its own: the other scenarios leave thousands
+    # of jobs in the run's, and each stream's snapshot would carry a user's latest 200.
+    db_path = workdir / "capacity.db"
+    env = servers.service_env("redis://127.0.0.1:1/0", f"sqlite:///{db_path}")
+    users = servers.create_users(env, db_path, [f"capacity-user-{i}" for i in range(len(users))])
+    with ExitStack() as stack:
+        redis = servers.start_redis(workdir / "redis-capacity", "capacity")
+        stack.callback(redis.stop)
+        env = servers.service_env(redis.url, f"sqlite:///{db_path}")
+        env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
+        results["steps"], results["server_errors"] = ramp(
+            "myapp", "app:app", env, [0, *opts.steps], redis, opts, workdir, users, skipped
+        )
+    if opts.floor and opts.steps and time.monotonic() < opts.deadline:
+        with ExitStack() as stack:
+            redis = servers.start_redis(workdir / "redis-quiet", "quiet")
+            stack.callback(redis.stop)
+            env = servers.service_env(redis.url, f"sqlite:///{db_path}")
+            env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
+            env["STREAM_HEARTBEAT_SECONDS"] = str(QUIET_HEARTBEAT)
+            results["quiet"], _ = ramp(
+                "myapp-quiet", "app:app", env, [0, max(opts.steps)], redis, opts, workdir, users,
+                skipped,
+            )  # fmt: skip
+    if opts.floor and opts.steps and time.monotonic() < opts.deadline:
+        with ExitStack() as stack:
+            # Its own Redis only so that the memory columns read alike (it uses none).
+            redis = servers.start_redis(workdir / "redis-floor", "floor")
+            stack.callback(redis.stop)
+            env = servers.service_env(redis.url)
+            results["floor"], _ = ramp(
+                "floor", "bench.idle_app:app", env, [0, max(opts.steps)], redis, opts, workdir,
+                users, skipped,
+            )  # fmt: skip
+    if skipped:
+        results["skipped"] = ", ".join(skipped)
+    return results
+
+
+def ramp(name, app, env, steps, redis, opts, workdir, users, skipped) -> tuple[list[dict], dict]:
+    """Open idle streams up to each of ``steps`` in turn; memory and probes at each."""
+    found = []
+    with ExitStack() as stack:
+        web = servers.start_gunicorn(f"capacity-{name}", app, env, workdir)
+        stack.callback(web.stop)
+        clients: list[LineProc] = []
+        stack.callback(lambda: [c.stop() for c in clients])
+        probe(web, opts)  # warm up: imports, first connections
+        time.sleep(1.0)
+        base = memory(web, redis)
+        opened = 0
+        for n in steps:
+            if time.monotonic() > opts.deadline:
+                opts.log(f"  capacity {name}: time budget spent; {n:,} streams skipped")
+                skipped.append(f"{name} at {n:,} streams")
+                continue
+            started = time.monotonic()
+            failed = 0
+            while opened + failed < n:
+                count = min(opts.per_client, n - opened - failed)
+                config = {
+                    "kind": "sse",
+                    "host": "127.0.0.1",
+                    "port": web.port,
+                    "n": count,
+                    "offset": opened + failed,
+                    "users": [{"path": "/stream", "token": u["token"]} for u in users],
+                    "ready_mark": "event:snapshot",
+                    "concurrency": opts.open_concurrency,
+                    "open_timeout": 120,
+                    "sources": SOURCES,
+                }
+                client = LineProc(
+                    f"capacity-client-{len(clients)}",
+                    [servers.PYTHON, "-m", "bench.clients", json.dumps(config)],
+                )
+                clients.append(client)
+                client.read(30)
+                answer = client.ask("open", timeout=600)
+                opened += answer["open"]
+                failed += answer["failed"]
+            open_seconds = time.monotonic() - started
+            time.sleep(1.0)
+            now = memory(web, redis)
+            probes = [probe(web, opts) for _ in range(opts.probes)]
+            still = sum(c.ask("count")["open"] for c in clients)
+            found.append(
+                {
+                    "n": n,
+                    "open": still,
+                    "failed": failed,
+                    "open_seconds": open_seconds,
+                    "memory": now,
+                    "delta": {k: now[k] - base[k] for k in now},
+                    "probes": probes,
+                }
+            )
+            p99 = [p["p99"] for p in probes]
+            opts.log(
+                f"  capacity {name}: {still:,} streams open ({failed} failed, "
+                f"{open_seconds:.0f}s), /healthz p99 {' / '.join(f'{v * 1000:.1f}' for v in p99)}"
+                f" ms, web RSS {now['web_rss'] / 2**20:.0f} MiB"
+            )
+        return found, web.errors()

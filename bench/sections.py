@@ -1,0 +1,580 @@
+"""The Markdown of the enqueue, worker, page and capacity scenarios, and their goals.
+
+Each ``*_section`` returns the lines under its heading; each ``*_goals`` the
+lines it adds to the "Goals" section (empty when the scenario did not run).
+"""
+
+from __future__ import annotations
+
+import math
+
+from bench.report import fmt, median, spread
+
+
+def _ms(s, digits: int = 1) -> str:
+    return fmt(s, 1000, digits, " ms")
+
+
+def _paired(runs: list[dict], a: str, b: str, key, **match) -> tuple | None:
+    """``key(a) / key(b)`` over the repeats that ran both; min / median / max."""
+    values = []
+    for run in runs:
+        if run["system"] != a or any(run[k] != v for k, v in match.items()):
+            continue
+        other = next(
+            (
+                o
+                for o in runs
+                if o["system"] == b
+                and o["repeat"] == run["repeat"]
+                and all(o[k] == v for k, v in match.items())
+            ),
+            None,
+        )
+        if other is not None and key(other):
+            values.append(key(run) / key(other))
+    return spread(values)
+
+
+# -- job overhead (the batches of bench/jobs.py) -----------------------------------
+
+
+def jobs_goals(res: dict) -> list[str]:
+    by = {(r["batch"], r["repeat"]): r for r in res["runs"]}
+    ratios = spread(
+        by[("progress", k)]["jobs_per_s"] / by[("sleep", k)]["jobs_per_s"]
+        for (b, k) in by
+        if b == "sleep" and ("progress", k) in by
+    )
+    if not ratios:
+        return []
+    met = ratios[1] >= 0.95
+    return [
+        f"- **Job overhead, progress at 10 Hz: {'MET' if met else 'MISSED'}.** The `progress` "
+        f"batch (10 × 0.1 s with a `progress.update` each; {res['jobs']} jobs on "
+        f"{res['workers']} `python worker.py`, SQLite) ran at "
+        f"{ratios[1]:.1%} of the jobs/s of the same jobs without progress (goal ≥ 95%; paired "
+        f"repeats: {fmt(ratios, 100, 1, '%')})."
+    ]
+
+
+# -- enqueue path ----------------------------------------------------------------
+
+ENQUEUE_SYSTEMS = {
+    "rq": "bare `Queue.enqueue` of the same job in a loop (threads above 1 at a time): "
+    "no HTTP, no database",
+    "flask-rq": "a minimal Flask view around `Queue.enqueue` (`bench/enqueue_app.py`) on the "
+    "same gunicorn: no user, no row, no event",
+    "myapp-sqlite": "`POST /api/jobs` with a Bearer token, on SQLite",
+    "myapp-postgres": "`POST /api/jobs` with a Bearer token, on PostgreSQL (a database "
+    "created for the run)",
+}
+
+
+def enqueue_section(res: dict) -> list[str]:
+    runs = res["runs"]
+    if not runs:
+        return ["Not run."]
+    repeats = max(r["repeat"] for r in runs) + 1
+    lines = [
+        "The same job (`process_run`, 1 step of 0 s) enqueued by, side by side (each with its "
+        "own Redis; nothing works the queues):",
+        "",
+    ]
+    lines += [f"- **{name}**: {ENQUEUE_SYSTEMS[name]}" for name in res["systems"]]
+    if res.get("postgres"):
+        lines += ["", f"PostgreSQL server {res['postgres']}."]
+    lines += [
+        "",
+        f"The load generator (`bench/loadgen.py`) keeps *c* keep-alive connections busy, one "
+        f"request at a time each, for {runs[0]['requests']} requests a run; `myapp`'s "
+        "`MAX_ACTIVE_JOBS_PER_USER` is raised so that no request is refused. Latency is "
+        "send → last byte of the answer. "
+        f"{repeats} repeat(s), rotating the order; cells are min / **median** / max over them; "
+        "*min* and *max latency* are over every request of every repeat.",
+        "",
+    ]
+    for c in sorted({r["concurrency"] for r in runs}):
+        mine = [r for r in runs if r["concurrency"] == c]
+        lines += [
+            f"### {c} at a time",
+            "",
+            "| system | requests/s | min latency | p50 latency | p99 latency | max latency "
+            "| web CPU per request | Redis CPU per request | accepted |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name in res["systems"]:
+            rs = [r for r in mine if r["system"] == name]
+            if not rs:
+                continue
+            web = (
+                "–"
+                if name == "rq"
+                else fmt(spread(r["web_cpu_per_request"] for r in rs), 1000, 2, " ms")
+            )
+            lines.append(
+                f"| {name} | {fmt(spread(r['per_s'] for r in rs))} "
+                f"| {min(r['latency']['min'] for r in rs) * 1000:.2f} ms "
+                f"| {_ms(spread(r['latency']['p50'] for r in rs), 2)} "
+                f"| {_ms(spread(r['latency']['p99'] for r in rs), 2)} "
+                f"| {max(r['latency']['max'] for r in rs) * 1000:.1f} ms | {web} "
+                f"| {fmt(spread(r['redis_cpu_per_request'] for r in rs), 1000, 2, ' ms')} "
+                f"| {sum(r['accepted'] for r in rs):,} of {sum(r['requests'] for r in rs):,} |"
+            )
+        lines.append("")
+        ratios = []
+        for name in ("myapp-sqlite", "myapp-postgres"):
+            for base in ("rq", "flask-rq"):
+                per_s = _paired(mine, name, base, lambda r: r["per_s"])
+                p50 = _paired(mine, name, base, lambda r: r["latency"]["p50"])
+                if per_s and p50:
+                    ratios.append(
+                        f"{name} / {base}: {fmt(per_s, 1, 2, '×')} the requests/s, "
+                        f"{fmt(p50, 1, 1, '×')} the p50 latency"
+                    )
+        if ratios:
+            lines += ["Paired by repeat: " + "; ".join(ratios) + ".", ""]
+    errors = res.get("server_errors") or {}
+    if errors:
+        noted = "; ".join(
+            f"{name}: " + ", ".join(f"{k} × {v}" for k, v in e.items())
+            for name, e in errors.items()
+        )
+        lines += [f"Exceptions in the web servers' logs: {noted}.", ""]
+    lines += writes_section(res.get("writes") or [])
+    return lines
+
+
+def writes_section(writes: list[dict]) -> list[str]:
+    if not writes:
+        return []
+    lines = [
+        "### Database writes per job",
+        "",
+        "One `python worker.py` on the PostgreSQL database runs one job at a time, each "
+        "calling `progress.update(done, total)` as fast as it can, or spread over a few "
+        "seconds, so that every size runs about as long (`bench.jobbodies.updater`); "
+        "a trigger the bench adds to `tracked_jobs` counts every INSERT and UPDATE of the job's "
+        "row (the INSERT is the bench's, as `myapp.jobs.submit` writes it).",
+        "",
+        "| `progress.update` calls | spread over | UPDATEs of the job's row | INSERTs "
+        "| job ran (started → ended) | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pace, n in sorted({(w.get("paced", 0.0), w["updates"]) for w in writes}):
+        mine = [w for w in writes if w["updates"] == n and w.get("paced", 0.0) == pace]
+        statuses = ", ".join(sorted({str(w["status"]) for w in mine}))
+        lines.append(
+            f"| {n:,} | {f'{pace:g} s' if pace else 'as fast as it can'} "
+            f"| {fmt(spread(w['updates_written'] for w in mine))} "
+            f"| {fmt(spread(w['inserts'] for w in mine))} "
+            f"| {fmt(spread(w['job_seconds'] for w in mine), 1, 2, ' s')} | {statuses} |"
+        )
+    lines += [
+        "",
+        "myapp writes the row when the job starts, at its first update, when it ends, and at "
+        "most once per `PROGRESS_DB_INTERVAL` (1 s) in between: the count follows the job's "
+        "duration, not its number of updates.",
+    ]
+    return lines
+
+
+def enqueue_goals(res: dict) -> list[str]:
+    lines = []
+    writes = res.get("writes") or []
+    if writes:
+        sizes = sorted({w["updates"] for w in writes})
+        pace = max(w.get("paced", 0.0) for w in writes)  # the same duration for every size
+        low = [w for w in writes if w["updates"] == sizes[0] and w.get("paced", 0.0) == pace]
+        high = [w for w in writes if w["updates"] == sizes[-1] and w.get("paced", 0.0) == pace]
+        most = max(w["updates_written"] for w in high)
+        # Start, first update and end, plus one per PROGRESS_DB_INTERVAL (1 s) it ran.
+        bound = max(3 + math.ceil(w["job_seconds"] or 0) for w in high)
+        met = most <= bound and most <= max(w["updates_written"] for w in low) + 1
+        lines.append(
+            f"- **Database writes per job constant, not proportional to updates: "
+            f"{'MET' if met else 'MISSED'}.** A job of {sizes[-1]:,} `progress.update` calls "
+            f"over {pace:g} s wrote its row {most} times (UPDATEs; {sizes[0]:,} calls: "
+            f"{max(w['updates_written'] for w in low)}), "
+            f"{most / sizes[-1]:.4f} writes per update; the bound is 3 (start, first update, "
+            f"end) + one per second the job ran: {bound}."
+        )
+    runs = res["runs"]
+    parts = []
+    for c in sorted({r["concurrency"] for r in runs}):
+        mine = [r for r in runs if r["concurrency"] == c]
+        for name in ("myapp-sqlite", "myapp-postgres"):
+            per_s = _paired(mine, name, "rq", lambda r: r["per_s"])
+            p99 = spread(r["latency"]["p99"] for r in mine if r["system"] == name)
+            if per_s and p99:
+                parts.append(
+                    f"{name} at {c} at a time: {per_s[1]:.2f}× bare `Queue.enqueue`'s "
+                    f"requests/s, p99 {p99[1] * 1000:.1f} ms"
+                )
+    if parts:
+        lines.append(
+            "- Enqueue path (no goal in the issue; for the record): " + "; ".join(parts) + "."
+        )
+    return lines
+
+
+#: The sections after fan-out and job overhead, in the order of the document.
+TITLES = {
+    "workers": "Worker classes and Redis round trips",
+    "enqueue": "Enqueue path",
+    "page": "Latency to the page",
+    "capacity": "Capacity",
+}
+
+
+# -- worker classes and round trips --------------------------------------------------
+
+WORKER_KINDS = {
+    "simple": "myapp's TrackingWorker on RQ's `SimpleWorker` model: each job in the worker's "
+    "own process, no fork (`python -m bench.simple_worker`)",
+    "worker": "`python worker.py`: myapp's TrackingWorker, RQ's forking `Worker` (a work "
+    "horse per job)",
+    "pool": "`rq worker-pool -n W -w myapp.worker.PoolWorker` (as docs/scaling.md starts it)",
+}
+WORKER_BATCHES = {
+    "noop": "a job that does nothing",
+    "none": "1 s of work in 10 steps, no progress",
+    "10hz": "the same, with a `progress.update` at each step (10 Hz)",
+    "flood": "1 s of `progress.update` calls as fast as the job can make them (unthrottled)",
+}
+
+
+def workers_section(res: dict) -> list[str]:
+    runs = res["runs"]
+    if not runs:
+        return ["Not run."]
+    kinds = [k for k in WORKER_KINDS if any(r["kind"] == k for r in runs)]
+    repeats = max(r["repeat"] for r in runs) + 1
+    lines = [
+        f"{res['workers']} workers of each kind, one kind after the other, each on a Redis of "
+        f"its own and the run's SQLite file; {res['jobs']} jobs per batch, made as in the job "
+        "overhead above; a batch runs from its first enqueue until every row is terminal. "
+        f"Cells are min / **median** / max over {repeats} repeat(s) (the order of the batches "
+        "rotates).",
+        "",
+    ]
+    lines += [f"- **{k}**: {WORKER_KINDS[k]}" for k in kinds]
+    lines += [""]
+    lines += [f"- `{b}`: {text}" for b, text in WORKER_BATCHES.items()]
+    lines += [
+        "",
+        "| worker | batch | jobs/s | worker CPU per job | Redis CPU per job "
+        "| `progress.update` calls per job | Redis round trips per job |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in kinds:
+        for batch in WORKER_BATCHES:
+            rs = [r for r in runs if r["kind"] == kind and r["batch"] == batch]
+            if not rs:
+                continue
+            counted = batch in ("10hz", "flood")
+            calls = fmt(spread(r["calls_per_job"] for r in rs)) if counted else "–"
+            trips = (
+                fmt(spread(r["sent_per_job"].get("round trips") for r in rs), 1, 1)
+                if counted
+                else "–"
+            )
+            lines.append(
+                f"| {kind} | {batch} | {fmt(spread(r['jobs_per_s'] for r in rs), 1, 1)} "
+                f"| {fmt(spread(r['worker_cpu_per_job'] for r in rs), 1000, 1, ' ms')} "
+                f"| {fmt(spread(r['redis_cpu_per_job'] for r in rs), 1000, 2, ' ms')} "
+                f"| {calls} | {trips} |"
+            )
+    lines += ["", "With progress / without (jobs/s, paired by repeat):", ""]
+    for kind in kinds:
+        mine = [r for r in runs if r["kind"] == kind]
+        ten = _paired_batches(mine, "10hz", "none")
+        flood = _paired_batches(mine, "flood", "none")
+        lines.append(
+            f"- {kind}: at 10 Hz {fmt(ten, 100, 1, '%')}; unthrottled {fmt(flood, 100, 1, '%')}"
+        )
+    lines += [
+        "",
+        "What the `progress.update` calls send to Redis (medians over the runs; counted in "
+        "the process that runs the job, by `bench/roundtrips.py`, which wraps redis-py's "
+        "connection: one round trip per `send_packed_command`, a pipeline being one; the "
+        "progress timer's late sends included):",
+        "",
+        "| worker | batch | calls per job | round trips per job | round trips per call "
+        "| round trips per published update (cancel checks aside) | commands per job, by name |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in kinds:
+        for batch in ("10hz", "flood"):
+            rs = [r for r in runs if r["kind"] == kind and r["batch"] == batch and r["per_call"]]
+            if not rs:
+                continue
+            names = sorted({k for r in rs for k in r["sent_per_job"] if k != "round trips"})
+            per = {k: median(r["sent_per_job"].get(k, 0.0) for r in rs) for k in names}
+            listed = ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])
+            )
+            published = median(
+                (r["sent_per_job"]["round trips"] - r["sent_per_job"].get("EXISTS", 0))
+                / r["sent_per_job"]["EVAL"]
+                for r in rs
+                if r["sent_per_job"].get("EVAL")
+            )
+            lines.append(
+                f"| {kind} | {batch} | {median(r['calls_per_job'] for r in rs):,.0f} "
+                f"| {median(r['sent_per_job']['round trips'] for r in rs):.1f} "
+                f"| {median(r['per_call']['round trips'] for r in rs):.2g} "
+                f"| {'–' if published is None else f'{published:.2f}'} | {listed} |"
+            )
+    lines += [
+        "",
+        "At 10 Hz every call is sent: `emit` pipelines the `meta` HSET and the event's EVAL "
+        "(XADD, HSET, PUBLISH in Lua) into one round trip; the cancel check (EXISTS, at most "
+        "every 0.5 s) and the database write (once a second) come on top. Unthrottled, most "
+        "calls only update the job's `meta` in memory: at most `PROGRESS_MAX_RATE` (10) a "
+        "second are sent.",
+    ]
+    return lines
+
+
+def _paired_batches(runs: list[dict], a: str, b: str) -> tuple | None:
+    by = {(r["batch"], r["repeat"]): r for r in runs}
+    return spread(
+        by[(a, k)]["jobs_per_s"] / by[(b, k)]["jobs_per_s"]
+        for (batch, k) in by
+        if batch == b and (a, k) in by and by[(b, k)]["jobs_per_s"]
+    )
+
+
+def workers_goals(res: dict) -> list[str]:
+    runs = res["runs"]
+    parts, met = [], True
+    for kind in WORKER_KINDS:
+        mine = [r for r in runs if r["kind"] == kind]
+        ten = _paired_batches(mine, "10hz", "none")
+        if ten is None:
+            continue
+        met = met and ten[1] >= 0.95
+        trips = median(r["per_call"].get("round trips") for r in mine if r["batch"] == "10hz")
+        parts.append(
+            f"{kind} {ten[1]:.1%}"
+            + (f" ({trips:.2f} round trips per update)" if trips is not None else "")
+        )
+    if not parts:
+        return []
+    return [
+        f"- **Job overhead at 10 Hz on every worker class: {'MET' if met else 'MISSED'}.** "
+        "jobs/s with progress at 10 Hz against the same 1 s jobs without (medians of the "
+        f"paired repeats; goal ≥ 95%): {'; '.join(parts)}. Aim, one pipelined round trip per "
+        "update: see the Redis round-trip table."
+    ]
+
+
+# -- latency to the page -------------------------------------------------------------
+
+
+def _pooled(res: dict, page: str) -> dict:
+    from bench.fanout import percentiles
+
+    values = [v for r in res["runs"] for v in r[page]["values"]]
+    return percentiles(values)
+
+
+def page_section(res: dict) -> list[str]:
+    runs = res["runs"]
+    if not runs:
+        return ["Not run."]
+    lines = [
+        f"Chromium {res.get('chromium', '?')}. "
+        f"{res['jobs']} jobs at a time (`bench.jobbodies.stamped`, on {res['jobs']} `python "
+        f"worker.py`), each reporting {res['steps']} updates {res['interval']:g} s apart with "
+        "its `time.time()` as the message; one headless Chromium (Debian's `chromium`, "
+        "driven by Playwright as the tests drive it) holds both pages of the same user, "
+        "watching the same jobs:",
+        "",
+        "- **myapp**: the real page (`/`, signed in through its form), live over SSE;",
+        f"- **polling**: a tiny page served by the bench at the same origin, which fetches "
+        f"`GET /api/jobs/<id>` every {res['poll_ms']} ms per job, as celery-progress does.",
+        "",
+        "A MutationObserver injected by the bench (not part of the app) stamps each change "
+        "of a bar's `aria-valuenow` with `performance.timeOrigin + performance.now()` and reads "
+        "the message beside it; latency is that stamp minus the update's `time.time()` (same "
+        "machine, same clock), once per update shown. The polling page reads the database, "
+        "where myapp records progress at most once per `PROGRESS_DB_INTERVAL` (1 s): it shows "
+        "fewer of the updates.",
+        "",
+        f"Per run (min / **median** / max over {len(runs)} run(s)), then every update of every "
+        "run pooled:",
+        "",
+        "| page | updates shown (of each run's) | p50 | p99 | max | pooled p50 | pooled p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for page in ("myapp", "polling"):
+        pooled = _pooled(res, page)
+        lines.append(
+            f"| {page} | {fmt(spread(r[page]['shown'] for r in runs))} of {runs[0]['updates']} "
+            f"| {_ms(spread(r[page]['p50'] for r in runs))} "
+            f"| {_ms(spread(r[page]['p99'] for r in runs))} "
+            f"| {_ms(spread(r[page]['max'] for r in runs))} "
+            f"| {_ms(pooled['p50'])} | {_ms(pooled['p99'])} |"
+        )
+    return lines
+
+
+def page_goals(res: dict) -> list[str]:
+    if not res["runs"]:
+        return []
+    mine, poll = _pooled(res, "myapp"), _pooled(res, "polling")
+    if mine["p99"] is None or poll["p99"] is None:
+        return ["- Page latency: not judged (no update reached one of the pages)."]
+    ratio = poll["p99"] / mine["p99"]
+    under, better = mine["p99"] < 0.100, ratio >= 5
+    return [
+        f"- **Page latency: {'MET' if under and better else 'MISSED'}.** From "
+        f"`progress.update` to the bar in Chromium, myapp's p99 is {mine['p99'] * 1000:.1f} ms "
+        f"({'under' if under else 'over'} 100 ms; p50 {mine['p50'] * 1000:.1f} ms) and "
+        f"{ratio:.1f}× better than the 500 ms polling page's p99 of "
+        f"{poll['p99'] * 1000:.0f} ms (goal ≥ 5×: {'met' if better else 'missed'}); "
+        f"{mine['n']} and {poll['n']} updates shown, pooled over the runs."
+    ]
+
+
+# -- capacity -----------------------------------------------------------------------
+
+#: The goal's "32 KB per stream", read as KiB.
+MEMORY_GOAL = 32 * 1024
+
+
+def _per_stream(step: dict) -> dict:
+    n = max(step["open"], 1)
+    d = step["delta"]
+    kernel = (d["tcp_mem"] + d["slab"]) / 2
+    return {
+        "web": d["web_rss"] / n,
+        "redis": d["redis_used"] / n,
+        "kernel": kernel / n,
+        "total": (d["web_rss"] + d["redis_used"] + kernel) / n,
+    }
+
+
+def capacity_section(res: dict) -> list[str]:
+    steps = res["steps"]
+    if not steps:
+        return ["Not run."]
+    p = res["probe"]
+    lines = [
+        "Idle myapp streams opened in steps on one gunicorn gevent worker process (its own "
+        "Redis and SQLite file, 10 users without jobs, so the snapshots are empty; "
+        "`MAX_STREAMS_PER_USER` raised), by `bench/clients.py` processes spread over the "
+        f"source addresses {res['sources'][0]}–{res['sources'][-1]}; nothing is published "
+        "(snapshots and heartbeats only). At each step `GET /healthz` is sent at "
+        f"{p['rate']:g} requests/s over {p['connections']} keep-alive connections for "
+        f"{p['seconds']:g} s (`bench/loadgen.py`; `wrk` is not installed), "
+        f"{p.get('probes', 2)} time(s); cells are "
+        "min / **median** / max over the probes. Memory is what the step holds more than "
+        "before any stream, per open stream: web RSS, Redis `used_memory`, and the kernel's "
+        "(`/proc/net/sockstat` TCP memory plus `/proc/meminfo` Slab, machine-wide, for both "
+        "ends of each loopback socket, halved for the server's end: other people's processes "
+        "move it too).",
+        "",
+        "- **myapp**: `/stream` with a Bearer token (snapshot, then heartbeats every "
+        "`STREAM_HEARTBEAT_SECONDS`, 15 s, each renewing the stream's lease in Redis);",
+        "- **myapp-quiet**: the same with `STREAM_HEARTBEAT_SECONDS` 600: what the heartbeats "
+        "and their lease renewals cost, at the largest step only;",
+        "- **floor**: `bench/idle_app.py`, a bare Flask SSE view on the same gunicorn gevent "
+        "worker (one event, then a comment every 15 s; no user, Redis or database): the least "
+        "a stream holds on this stack, ramped to the largest step only.",
+        "",
+        "| system | streams open | failed | time to open | /healthz p50 | p99 | max | web cores "
+        "| web RSS / stream | Redis / stream | kernel / stream | total / stream |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [("myapp", s) for s in steps]
+    rows += [("myapp-quiet", s) for s in res.get("quiet", [])]
+    rows += [("floor", s) for s in res.get("floor", [])]
+    for name, step in rows:
+        pr = step["probes"]
+        per = _per_stream(step) if step["open"] else None
+        mem = (
+            " | ".join(f"{per[k] / 1024:.1f} KiB" for k in ("web", "redis", "kernel", "total"))
+            if per
+            else "– | – | – | –"
+        )
+        lines.append(
+            f"| {name} | {step['open']:,} | {step['failed']} | {step['open_seconds']:.0f} s "
+            f"| {_ms(spread(x['p50'] for x in pr), 2)} | {_ms(spread(x['p99'] for x in pr), 2)} "
+            f"| {_ms(spread(x['max'] for x in pr), 1)} "
+            f"| {fmt(spread(x['web_cores'] for x in pr), 1, 2)} | {mem} |"
+        )
+    errors = res.get("server_errors") or {}
+    if errors:
+        lines += [
+            "",
+            "Exceptions in the web server's log: "
+            + ", ".join(f"{k} × {v}" for k, v in errors.items())
+            + ".",
+        ]
+    return lines
+
+
+def _ramp_ratio(steps: list[dict]) -> tuple | None:
+    """Memory per stream, streams, p99 against its 0-stream step, and web cores at the top."""
+    base = next((s for s in steps if s["n"] == 0), None)
+    top = max((s for s in steps if s["n"]), key=lambda s: s["n"], default=None)
+    if base is None or top is None or not top["open"]:
+        return None
+    p99 = median(x["p99"] for x in top["probes"]) / median(x["p99"] for x in base["probes"])
+    cores = median(x["web_cores"] for x in top["probes"])
+    return _per_stream(top)["total"], top["open"], p99, cores
+
+
+def capacity_goals(res: dict) -> list[str]:
+    steps = res["steps"]
+    base = next((s for s in steps if s["n"] == 0), None)
+    top = max((s for s in steps if s["n"]), key=lambda s: s["n"], default=None)
+    if base is None or top is None:
+        return []
+    p99 = median(x["p99"] for x in top["probes"])
+    base_p99 = median(x["p99"] for x in base["probes"])
+    ratio = p99 / base_p99
+    per = _per_stream(top)
+    notes = []
+    for key, what in (
+        ("quiet", "myapp with heartbeats every 600 s instead of 15 s"),
+        ("floor", "the floor, a bare Flask SSE view on the same server"),
+    ):
+        other = _ramp_ratio(res.get(key, []))
+        if other is not None:
+            notes.append(
+                f"{what}: {other[0] / 1024:.1f} KiB per stream at {other[1]:,} streams, "
+                f"p99 {other[2]:.1f}× its own baseline, {other[3]:.2f} web cores"
+            )
+    floor_note = (" For comparison, " + "; ".join(notes) + ".") if notes else ""
+    all_open = top["open"] >= top["n"]
+    fast, small = ratio <= 2, per["total"] <= MEMORY_GOAL
+    return [
+        f"- **{top['n']:,} idle streams on one 2-core host: "
+        f"{'MET' if all_open and fast and small else 'MISSED'}.** {top['open']:,} of "
+        f"{top['n']:,} streams open on one web process; `/healthz` p99 {p99 * 1000:.1f} ms, "
+        f"{ratio:.1f}× the no-stream baseline's {base_p99 * 1000:.1f} ms (goal ≤ 2×: "
+        f"{'met' if fast else 'missed'}), the idle web process using "
+        f"{median(x['web_cores'] for x in top['probes']):.2f} cores; "
+        f"{per['total'] / 1024:.1f} KiB per stream in all "
+        f"(web RSS {per['web'] / 1024:.1f}, Redis {per['redis'] / 1024:.1f}, kernel "
+        f"{per['kernel'] / 1024:.1f}; goal ≤ 32 KiB: {'met' if small else 'missed'})." + floor_note
+    ]
+
+
+SECTIONS = {
+    "workers": workers_section,
+    "enqueue": enqueue_section,
+    "page": page_section,
+    "capacity": capacity_section,
+}
+GOALS = {
+    "jobs": jobs_goals,
+    "workers": workers_goals,
+    "enqueue": enqueue_goals,
+    "page": page_goals,
+    "capacity": capacity_goals,
+}
