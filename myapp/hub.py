@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -89,10 +90,21 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis: Redis, pattern: str, queue_size: int):
+    def __init__(
+        self,
+        redis: Redis,
+        pattern: str,
+        queue_size: int,
+        renew: Callable[[dict[str, list[str]]], None] | None = None,
+        renew_every: float = 15.0,
+    ):
         self.redis = redis
         self.pattern = pattern
         self.queue_size = queue_size
+        #: Called every ``renew_every`` seconds with the open streams' ids by
+        #: channel, to keep their leases (see :func:`myapp.limits.renew_streams`).
+        self.renew = renew
+        self.renew_every = renew_every
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.delivered = 0
         self.dropped = 0
@@ -132,6 +144,8 @@ class Hub:
             self._pid = os.getpid()
             self._ready.clear()
         threading.Thread(target=self._run, name="myapp-hub", daemon=True).start()
+        if self.renew is not None:
+            threading.Thread(target=self._keep_leases, name="myapp-leases", daemon=True).start()
 
     def _run(self) -> None:
         while True:
@@ -142,6 +156,19 @@ class Hub:
             self._ready.clear()
             self._close_all()
             time.sleep(0.5)
+
+    def _keep_leases(self) -> None:
+        while True:
+            time.sleep(self.renew_every)
+            with self._lock:
+                open_streams = {
+                    channel: [s.id for s in local if s.id]
+                    for channel, local in self.subscribers.items()
+                }
+            try:
+                self.renew(open_streams)
+            except Exception:  # keep renewing: a lapsed lease only frees a place
+                log.exception("could not renew the streams' leases")
 
     def _listen(self) -> None:
         pubsub = self.redis.pubsub()

@@ -43,8 +43,8 @@ def release(user_id: int, job_id: str) -> None:
 
 # -- open streams ---------------------------------------------------------------------
 
-# A sorted set per user: stream id -> when its lease runs out. A stream renews its
-# lease while it runs, so the streams of a web process that died drop out by themselves.
+# A sorted set per user: stream id -> when its lease runs out. Each web process renews
+# its streams' leases (see myapp.hub), so those of a process that died drop out by themselves.
 _OPEN_STREAM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -64,11 +64,11 @@ class TooManyStreams(Exception):
 
 
 def _streams_key(user_id: int) -> str:
-    return f"{channel_for(user_id)}:streams"
+    return f"{channel_for(user_id)}:streams"  # as renew_streams() names it
 
 
 def stream_lease_seconds() -> float:
-    """A stream renews its lease at each heartbeat; three missed ones end it."""
+    """Leases are renewed every heartbeat interval; three missed renewals end one."""
     return 3 * current_app.config["STREAM_HEARTBEAT_SECONDS"] + 5
 
 
@@ -78,6 +78,26 @@ def open_stream(user_id: int, stream_id: str) -> None:
     args = [stream_id, limit, stream_lease_seconds()]
     if not get_redis().eval(_OPEN_STREAM, 1, _streams_key(user_id), *args):
         raise TooManyStreams(f"you already have {limit} open streams; close one first")
+
+
+# KEYS: a user's streams; ARGV: the lease in seconds, then the streams to renew. XX:
+# a stream closed meanwhile (or whose lease ran out) does not come back.
+_RENEW_STREAMS = """
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) + tonumber(t[2]) / 1e6 + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])))
+"""
+
+
+def renew_streams(redis, lease_seconds: float, open_streams: dict[str, list[str]]) -> None:
+    """Renew the leases of a web process's open streams (stream ids by channel) in
+    one round trip, rather than one per stream per heartbeat."""
+    script = redis.register_script(_RENEW_STREAMS)
+    with redis.pipeline(transaction=False) as pipe:
+        for channel, stream_ids in open_streams.items():
+            script(keys=[f"{channel}:streams"], args=[lease_seconds, *stream_ids], client=pipe)
+        pipe.execute()
 
 
 def close_stream(redis, user_id: int, stream_id: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from flask import current_app, jsonify, request, stream_with_context
@@ -55,8 +56,13 @@ class UserStream(ServerSentEventsBlueprint):
     def hub(self) -> Hub:
         extensions = current_app.extensions
         if "myapp.hub" not in extensions:
+            config = current_app.config
             extensions["myapp.hub"] = Hub(
-                self.redis, channel_for("*"), current_app.config["STREAM_QUEUE_SIZE"]
+                self.redis,
+                channel_for("*"),
+                config["STREAM_QUEUE_SIZE"],
+                renew=partial(limits.renew_streams, self.redis, limits.stream_lease_seconds()),
+                renew_every=config["STREAM_HEARTBEAT_SECONDS"],
             )
             extensions["myapp.stream_figures"] = metrics.WebFigures(self.redis)
         return extensions["myapp.hub"]
@@ -109,11 +115,7 @@ class UserStream(ServerSentEventsBlueprint):
         db.session.close()  # a long stream must not hold a database connection
         heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
         figures = current_app.extensions["myapp.stream_figures"]
-        renewed = time.monotonic()
         while not done:
-            if time.monotonic() - renewed >= heartbeat:
-                renewed = time.monotonic()
-                _renew(user_id, subscriber.id)
             first = subscriber.get(timeout=heartbeat)
             if first is False:
                 yield ": keepalive\n\n"
@@ -150,14 +152,6 @@ class UserStream(ServerSentEventsBlueprint):
         yield str(Message({"jobs": jobs}, type="snapshot", id=cut))
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
         return events.parse_id(cut), ended
-
-
-def _renew(user_id: int, stream_id: str) -> None:
-    """Keep the stream's place in the user's limit (see :func:`myapp.limits.open_stream`)."""
-    try:
-        limits.open_stream(user_id, stream_id)
-    except (RedisError, limits.TooManyStreams):
-        pass  # the next renewal tries again; a lapsed lease only frees a place
 
 
 def _wanted(event: events.Event, job_id: str | None) -> bool:

@@ -1,6 +1,7 @@
 """Headers, cookies, sign-in throttling, stream limits and tampered credentials."""
 
 import re
+import time
 
 import pytest
 import requests
@@ -108,6 +109,24 @@ def test_open_streams_per_user_are_capped(server, accounts, service_env):
 
         streams.append(wait_until(reopened, timeout=10))
         streams[-1].wait_for(snapshot_sent, timeout=5)
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_open_streams_keep_their_places_past_one_lease(server, accounts, service_env):
+    """Leases last three heartbeats and a few seconds; open streams keep renewing them."""
+    limit = int(service_env["MAX_STREAMS_PER_USER"])
+    lease = 3 * float(service_env["STREAM_HEARTBEAT_SECONDS"]) + 5
+    alice = accounts.create()
+    streams = [Stream(f"{server}/stream", alice.headers) for _ in range(limit)]
+    try:
+        for stream in streams:
+            stream.wait_for(snapshot_sent, timeout=5)
+        time.sleep(lease + 2)
+        refused = requests.get(f"{server}/stream", headers=alice.headers, timeout=5, stream=True)
+        refused.close()
+        assert refused.status_code == 429
     finally:
         for stream in streams:
             stream.close()
