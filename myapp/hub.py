@@ -40,16 +40,19 @@ class Subscriber:
         self.hub = hub
         self.channel = channel
         self.sock = sock
-        self.queue: queue.Queue[Event | None] = queue.Queue(maxsize=size)
+        # SimpleQueue is the lightest queue (gevent has a C one); only the hub's
+        # thread puts, so checking the size before putting is enough to bound it.
+        self.queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self.size = size
         self.dropped = False
         #: The stream's place in its user's limit (see :mod:`myapp.limits`).
         self.id = ""
 
     def offer(self, event: Event | None) -> None:
-        try:
-            self.queue.put_nowait(event)
-        except queue.Full:
+        if self.queue.qsize() >= self.size:
             self.drop()
+        else:
+            self.queue.put_nowait(event)
 
     def drop(self) -> None:
         """End this stream now; a write blocked on a client that stopped reading fails."""
@@ -63,10 +66,7 @@ class Subscriber:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed by the client
-        try:
-            self.queue.put_nowait(CLOSE)
-        except queue.Full:
-            pass  # the reader sees ``dropped`` after its current event
+        self.queue.put_nowait(CLOSE)  # past the bound: it ends the stream
 
     def get(self, timeout: float) -> Event | None | bool:
         """The next event, CLOSE, or False when ``timeout`` passed with nothing."""

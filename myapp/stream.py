@@ -112,7 +112,7 @@ class UserStream(ServerSentEventsBlueprint):
     def _send(self, subscriber, user_id: int, last_id: str | None, job_id: str | None):
         yield f": connected\nretry: {RETRY_MS}\n\n"
         sent, done = yield from self._catch_up(subscriber.channel, user_id, last_id, job_id)
-        db.session.close()  # a long stream must not hold a database connection
+        db.session.remove()  # a long stream must hold no database connection or session
         heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
         figures = current_app.extensions["myapp.stream_figures"]
         while not done:
