@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from flask import current_app, jsonify, request, stream_with_context
+from flask import current_app, jsonify, request
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 from redis.exceptions import RedisError
@@ -89,13 +88,6 @@ class UserStream(ServerSentEventsBlueprint):
             limits.close_stream(self.redis, user_id, stream_id)
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
         subscriber.id = stream_id
-        last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-        response = current_app.response_class(
-            stream_with_context(self._send(subscriber, user_id, last_id, job_id)),
-            mimetype="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
         redis = self.redis
 
         def closed():
@@ -105,53 +97,65 @@ class UserStream(ServerSentEventsBlueprint):
             except RedisError:
                 pass  # its lease runs out by itself
 
+        last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        try:
+            opening, sent, done = self._catch_up(subscriber.channel, user_id, last_id, job_id)
+        except RedisError:
+            closed()
+            return jsonify(error="the event stream is unavailable; try again shortly"), 503
+        # The rest needs no request context: none is kept alive for the stream's life.
+        heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
+        figures = current_app.extensions["myapp.stream_figures"]
+        response = current_app.response_class(
+            _send(subscriber, opening, sent, done, job_id, heartbeat, figures),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
         # The server closes every response, even one it never started sending.
         response.call_on_close(closed)
         return response
 
-    def _send(self, subscriber, user_id: int, last_id: str | None, job_id: str | None):
-        yield f": connected\nretry: {RETRY_MS}\n\n"
-        sent, done = yield from self._catch_up(subscriber.channel, user_id, last_id, job_id)
-        db.session.remove()  # a long stream must hold no database connection or session
-        heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
-        figures = current_app.extensions["myapp.stream_figures"]
-        while not done:
-            first = subscriber.get(timeout=heartbeat)
-            if first is False:
-                yield ": keepalive\n\n"
-                continue
-            texts = []
-            for event in [first, *subscriber.get_ready(BATCH_MOST)]:
-                if event is CLOSE:
-                    done = True
-                    break
-                if event.key > sent and _wanted(event, job_id):
-                    texts.append(event.text)
-                    figures.sent(time.time() - event.key[0] / 1000)
-                    sent = event.key
-                    done = job_id is not None and event.job["status"] in TERMINAL
-                    if done:
-                        break
-            if texts:
-                yield "".join(texts)
-
-    def _catch_up(self, channel, user_id, last_id, job_id) -> Iterator[str]:
-        """Replay what the client missed, or send a snapshot; returns (last key, ended)."""
+    def _catch_up(self, channel, user_id, last_id, job_id) -> tuple[str, tuple, bool]:
+        """What the client missed, or a snapshot: (the text, its last key, whether
+        a ``?job=`` stream has already ended)."""
         missed = events.replay(self.redis, channel, last_id) if last_id else None
         if missed is not None:
-            sent = events.parse_id(last_id)
+            texts, sent = [], events.parse_id(last_id)
             for event in missed:
                 if _wanted(event, job_id):
-                    yield event.text
+                    texts.append(event.text)
                     if job_id is not None and event.job["status"] in TERMINAL:
-                        return event.key, True
+                        return "".join(texts), event.key, True
                 sent = event.key
-            return sent, False
+            return "".join(texts), sent, False
         cut, active = events.snapshot_cut(self.redis, channel)
         jobs = snapshot_jobs(user_id, active, job_id)
-        yield str(Message({"jobs": jobs}, type="snapshot", id=cut))
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
-        return events.parse_id(cut), ended
+        return str(Message({"jobs": jobs}, type="snapshot", id=cut)), events.parse_id(cut), ended
+
+
+def _send(subscriber, opening: str, sent, done: bool, job_id, heartbeat: float, figures):
+    """The stream's body: the opening, then live events until the client leaves."""
+    yield f": connected\nretry: {RETRY_MS}\n\n{opening}"
+    while not done:
+        first = subscriber.get(timeout=heartbeat)
+        if first is False:
+            yield ": keepalive\n\n"
+            continue
+        texts = []
+        for event in [first, *subscriber.get_ready(BATCH_MOST)]:
+            if event is CLOSE:
+                done = True
+                break
+            if event.key > sent and _wanted(event, job_id):
+                texts.append(event.text)
+                figures.sent(time.time() - event.key[0] / 1000)
+                sent = event.key
+                done = job_id is not None and event.job["status"] in TERMINAL
+                if done:
+                    break
+        if texts:
+            yield "".join(texts)
 
 
 def _wanted(event: events.Event, job_id: str | None) -> bool:
