@@ -12,7 +12,7 @@ DEFAULTS: dict[str, object] = {
     "SECRET_KEY": None,
     "REDIS_URL": None,
     "DATABASE_URL": None,
-    "REDIS_MAX_CONNECTIONS": 10,
+    "REDIS_MAX_CONNECTIONS": 5,
     "RQ_QUEUE": "default",
     "MAX_ACTIVE_JOBS_PER_USER": 10,
     "MAX_RUNNING_JOBS_PER_USER": 4,
