@@ -5,8 +5,8 @@ SQLite file of its own (users with no jobs: the streams' snapshots are empty). T
 streams are opened in steps by :mod:`bench.clients` processes (at most 5,000
 each), spread over the source addresses 127.0.0.2 to 127.0.0.9, every process's
 file limit raised to its hard limit. Nothing is published: the streams only
-get the snapshot and the heartbeats (``STREAM_HEARTBEAT_SECONDS``, each of which
-also renews the stream's lease in Redis).
+get the snapshot and the heartbeats (every ``STREAM_HEARTBEAT_SECONDS``, when the
+web process also renews all its streams' leases in Redis, in one round trip).
 
 Then, at 0 and at the largest step only: myapp with ``STREAM_HEARTBEAT_SECONDS``
 600 (what the heartbeats and their lease renewals cost), and the floor

@@ -478,7 +478,8 @@ def capacity_section(res: dict) -> list[str]:
         "move it too).",
         "",
         "- **myapp**: `/stream` with a Bearer token (snapshot, then heartbeats every "
-        "`STREAM_HEARTBEAT_SECONDS`, 15 s, each renewing the stream's lease in Redis);",
+        "`STREAM_HEARTBEAT_SECONDS`, 15 s, when the process also renews all its streams' "
+        "leases in Redis in one round trip);",
         "- **myapp-quiet**: the same with `STREAM_HEARTBEAT_SECONDS` 600: what the heartbeats "
         "and their lease renewals cost, at the largest step only;",
         "- **floor**: `bench/idle_app.py`, a bare Flask SSE view on the same gunicorn gevent "
