@@ -30,18 +30,8 @@ from pathlib import Path
 
 from bench import jobs, servers
 from bench.fanout import fmt_ms, percentiles
+from tests.browser import CHROMIUM, LAUNCH_ARGS  # the browser the page tests drive
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 POLL_PATH = "/bench-polling"
 POLL_MS = 500
 
@@ -150,7 +140,7 @@ def run(opts: PageOptions, workdir: Path, db_path: Path, users: list[dict]) -> d
         app = jobs.make_app(redis.url, database_url)
         playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
         )
         stack.callback(browser.close)
         results["chromium"] = browser.version
