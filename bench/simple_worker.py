@@ -6,11 +6,9 @@ rows, the cancel checks, the reaper): the worker benchmark compares the two.
 """
 
 from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from myapp import create_app
-from myapp.connections import get_queue
-from myapp.worker import TrackingWorker
+from myapp.worker import TrackingWorker, run_worker
 
 
 class SimpleTrackingWorker(TrackingWorker):
@@ -19,17 +17,7 @@ class SimpleTrackingWorker(TrackingWorker):
 
 
 def main() -> None:
-    app = create_app()
-    with app.app_context():
-        queue = get_queue()
-        worker = SimpleTrackingWorker(
-            [queue],
-            connection=queue.connection,
-            serializer=JSONSerializer,
-            death_seconds=app.config["WORKER_DEATH_SECONDS"],
-            cancel_grace=app.config["CANCEL_GRACE_SECONDS"],
-        )
-        worker.work(with_scheduler=True)
+    run_worker(create_app(), worker_class=SimpleTrackingWorker)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,9 @@ from myapp.state import TERMINAL
 
 _PUBLISH = """
 if ARGV[7] ~= '' then
-  local sent = redis.call('HGET', KEYS[5], ARGV[4])
+  local sent = redis.call('GET', KEYS[5])
   if sent and sent > ARGV[7] then return false end
-  redis.call('HSET', KEYS[5], ARGV[4], ARGV[7])
-  redis.call('EXPIRE', KEYS[5], 86400)
+  redis.call('SET', KEYS[5], ARGV[7], 'EX', 86400)
 end
 local now = redis.call('TIME')
 local retention_ms = tonumber(ARGV[3])
@@ -65,10 +64,10 @@ def active_key(channel: str) -> str:
     return f"{channel}:active"
 
 
-def sent_key(channel: str) -> str:
-    """The ``updated_at`` of each job's latest event: an older state arriving late
-    (two processes raced to publish the same batch) is not sent after a newer one."""
-    return f"{channel}:sent"
+def sent_key(channel: str, job_id: str) -> str:
+    """The ``updated_at`` of the job's latest event, kept a day after it: an older
+    state arriving late (two processes raced to publish one batch) is not sent."""
+    return f"{channel}:sent:{job_id}"
 
 
 def admitted_key(channel: str) -> str:
@@ -90,8 +89,8 @@ def append(
         updated_at = data.get("updated_at") or ""
     return redis.eval(
         _PUBLISH, 5, log_key(channel), active_key(channel), admitted_key(channel), COUNTERS,
-        sent_key(channel), encoded, channel, int(retention_seconds * 1000), job_id, job_json,
-        terminal, updated_at,
+        sent_key(channel, job_id), encoded, channel, int(retention_seconds * 1000), job_id,
+        job_json, terminal, updated_at,
     )  # fmt: skip
 
 

@@ -87,9 +87,8 @@ class TrackingWorker(Worker):
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
-        # The forked horse must not share the parent's database connections, and
-        # must die with its worker rather than run on unwatched.
-        db.engine.dispose(close=False)
+        # The horse must die with its worker rather than run on unwatched. (It opens
+        # database connections of its own: see myapp.db.)
         try:
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
@@ -194,7 +193,9 @@ def describe_error(exc_string: str, timeout: int | None) -> str:
     return message if colon and name.startswith("myapp.") else lines[-1]
 
 
-def run_worker(app: Flask, burst: bool = False) -> bool:
+def run_worker(
+    app: Flask, burst: bool = False, worker_class: type[TrackingWorker] = TrackingWorker
+) -> bool:
     """Work the app's queue until stopped, with the app context pushed throughout.
 
     RQ's worker quits when it loses Redis in the middle of a job; this starts a
@@ -204,7 +205,7 @@ def run_worker(app: Flask, burst: bool = False) -> bool:
     with app.app_context():
         while True:
             queue = get_queue()
-            worker = TrackingWorker(
+            worker = worker_class(
                 [queue],
                 connection=queue.connection,
                 serializer=JSONSerializer,

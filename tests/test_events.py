@@ -81,6 +81,8 @@ def test_a_state_older_than_one_sent_is_neither_logged_nor_kept_active(redis, ch
     assert events.snapshot_cut(redis, channel)[1] == {}  # not active again
     again = events.append(redis, channel, state("queued", "2026-01-01T00:00:04.000000Z"), 60)
     assert again is not None  # a retry, newer: sent
+    # What is remembered per job goes away by itself: nothing grows with a user's history.
+    assert 0 < redis.ttl(events.sent_key(channel, "a")) <= 86400
 
 
 def test_publish_reaches_subscribers_with_its_id(redis, channel):
