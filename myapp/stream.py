@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from myapp import connections, events, limits, metrics
 from myapp.db import db
 from myapp.events import channel_for
-from myapp.hub import CLOSE, Hub
+from myapp.hub import CLOSE, KEEPALIVE, Hub
 from myapp.models import TrackedJob
 from myapp.state import TERMINAL
 
@@ -61,7 +61,7 @@ class UserStream(ServerSentEventsBlueprint):
                 channel_for("*"),
                 config["STREAM_QUEUE_SIZE"],
                 renew=partial(limits.renew_streams, self.redis, limits.stream_lease_seconds()),
-                renew_every=config["STREAM_HEARTBEAT_SECONDS"],
+                heartbeat=config["STREAM_HEARTBEAT_SECONDS"],
             )
             extensions["myapp.stream_figures"] = metrics.WebFigures(self.redis)
         return extensions["myapp.hub"]
@@ -104,10 +104,9 @@ class UserStream(ServerSentEventsBlueprint):
             closed()
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
         # The rest needs no request context: none is kept alive for the stream's life.
-        heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
         figures = current_app.extensions["myapp.stream_figures"]
         response = current_app.response_class(
-            _send(subscriber, opening, sent, done, job_id, heartbeat, figures),
+            _send(subscriber, opening, sent, done, job_id, figures),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -115,7 +114,7 @@ class UserStream(ServerSentEventsBlueprint):
         response.call_on_close(closed)
         return response
 
-    def _catch_up(self, channel, user_id, last_id, job_id) -> tuple[str, tuple, bool]:
+    def _catch_up(self, channel, user_id, last_id, job_id) -> tuple[bytes, tuple, bool]:
         """What the client missed, or a snapshot: (the text, its last key, whether
         a ``?job=`` stream has already ended)."""
         missed = events.replay(self.redis, channel, last_id) if last_id else None
@@ -125,37 +124,39 @@ class UserStream(ServerSentEventsBlueprint):
                 if _wanted(event, job_id):
                     texts.append(event.text)
                     if job_id is not None and event.job["status"] in TERMINAL:
-                        return "".join(texts), event.key, True
+                        return b"".join(texts), event.key, True
                 sent = event.key
-            return "".join(texts), sent, False
+            return b"".join(texts), sent, False
         cut, active = events.snapshot_cut(self.redis, channel)
         jobs = snapshot_jobs(user_id, active, job_id)
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
-        return str(Message({"jobs": jobs}, type="snapshot", id=cut)), events.parse_id(cut), ended
+        snapshot = str(Message({"jobs": jobs}, type="snapshot", id=cut)).encode()
+        return snapshot, events.parse_id(cut), ended
 
 
-def _send(subscriber, opening: str, sent, done: bool, job_id, heartbeat: float, figures):
+def _send(subscriber, opening: bytes, sent, done: bool, job_id, figures):
     """The stream's body: the opening, then live events until the client leaves."""
-    yield f": connected\nretry: {RETRY_MS}\n\n{opening}"
+    yield f": connected\nretry: {RETRY_MS}\n\n".encode() + opening
     while not done:
-        first = subscriber.get(timeout=heartbeat)
-        if first is False:
-            yield ": keepalive\n\n"
-            continue
-        texts = []
-        for event in [first, *subscriber.get_ready(BATCH_MOST)]:
+        texts, published = [], []
+        for event in [subscriber.get(), *subscriber.get_ready(BATCH_MOST)]:
+            if event is KEEPALIVE:
+                texts.append(b": keepalive\n\n")
+                continue
             if event is CLOSE:
                 done = True
                 break
             if event.key > sent and _wanted(event, job_id):
                 texts.append(event.text)
-                figures.sent(time.time() - event.key[0] / 1000)
+                published.append(event.key[0])
                 sent = event.key
                 done = job_id is not None and event.job["status"] in TERMINAL
                 if done:
                     break
+        if published:
+            figures.sent(time.time(), published)
         if texts:
-            yield "".join(texts)
+            yield b"".join(texts)
 
 
 def _wanted(event: events.Event, job_id: str | None) -> bool:

@@ -38,8 +38,8 @@ def test_replayed_events_use_flask_sse_format(redis, channel):
     first = events.append(redis, channel, {"data": "hello", "type": "note"}, 60).decode()
     second = events.append(redis, channel, {"data": {"x": 1}}, 60).decode()
     (hello, data) = events.replay(redis, channel, start)
-    assert hello.text == f"event:note\ndata:hello\nid:{first}\n\n"
-    assert data.text == f'data:{{"x": 1}}\nid:{second}\n\n'
+    assert hello.text == f"event:note\ndata:hello\nid:{first}\n\n".encode()
+    assert data.text == f'data:{{"x": 1}}\nid:{second}\n\n'.encode()
     assert hello.job is None
 
 
