@@ -64,7 +64,7 @@ def counted(mode: str = "steps", steps: int = 10, seconds: float = 1.0) -> dict:
                 progress.update(done, steps, f"step {done} of {steps}")
                 calls += 1
             time.sleep(seconds / steps)
-    # The throttle's timer may still hold the latest update: it goes out within
+    # The reporter's thread may still hold the latest update: it goes out within
     # 1 / PROGRESS_MAX_RATE s, counted like every other send.
     time.sleep(0.15)
     sent = roundtrips.snapshot() - before

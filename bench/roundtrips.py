@@ -5,7 +5,7 @@
 pipeline), and the commands packed into it are counted by name. The job bodies
 of the worker benchmark install it in the process that runs them (the work
 horse, or the worker itself for a SimpleWorker) and read the counts around
-their ``progress.update`` calls, including the sends of the progress timer's
+their ``progress.update`` calls, including the sends of the progress reporter's
 thread, which run in the same process.
 """
 

@@ -298,7 +298,7 @@ def workers_section(res: dict) -> list[str]:
         "What the `progress.update` calls send to Redis (medians over the runs; counted in "
         "the process that runs the job, by `bench/roundtrips.py`, which wraps redis-py's "
         "connection: one round trip per `send_packed_command`, a pipeline being one; the "
-        "progress timer's late sends included):",
+        "sends of the progress reporter's thread included):",
         "",
         "| worker | batch | calls per job | round trips per job | round trips per call "
         "| round trips per published update (cancel checks aside) | commands per job, by name |",

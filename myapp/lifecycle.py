@@ -8,9 +8,11 @@ or writes job state.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
+from redis.client import Pipeline
 from rq.job import Job
 from sqlalchemy.orm import Session
 
@@ -47,22 +49,32 @@ def row_changed(row: TrackedJob, **changes: Any) -> dict[str, Any]:
     return data
 
 
-def emit(job: Job, data: dict[str, Any], durable: bool, save_meta: bool = False) -> None:
+def emit(
+    job: Job,
+    data: dict[str, Any],
+    durable: bool,
+    meta: bytes | None = None,
+    also: Callable[[Pipeline], Any] | None = None,
+) -> Any:
     """Publish ``data`` on the owner's stream; record it first when ``durable``.
 
     The database is written before the event goes out, so a client that reloads
-    after seeing an event never reads an older state. Saving the job's ``meta``
-    and publishing share one pipelined round trip to Redis.
+    after seeing an event never reads an older state. Saving the job's
+    serialized ``meta``, publishing and ``also`` (more commands; the result of
+    its last one is returned) share one pipelined round trip to Redis.
     """
     if durable:
         record(data)
     with get_redis().pipeline(transaction=False) as pipe:
-        if save_meta:
-            pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
+        if meta is not None:
+            pipe.hset(job.key, "meta", meta)
         _append(pipe, job.meta["user_id"], data)
-        pipe.execute()
+        if also is not None:
+            also(pipe)
+        results = pipe.execute()
     if data["parent"] is not None:
         _child_changed(job.meta["user_id"], data)
+    return results[-1] if also is not None else None
 
 
 def record(data: dict[str, Any]) -> None:

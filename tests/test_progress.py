@@ -54,3 +54,17 @@ def test_the_latest_update_is_sent_even_when_the_job_goes_quiet(app, server, acc
     messages = [e["progress"]["message"] for e in events if e["progress"]["message"]]
     # "two" came within the throttle interval after "one": it went out when it ended.
     assert messages == ["one", "two", "three", "three"]  # the last with the finished event
+
+
+def test_an_update_is_one_round_trip_to_redis(app, server, accounts):
+    """Saving the meta, publishing and asking whether the job was canceled share
+    one pipelined round trip, sent by the reporter's thread."""
+    _, events = watch(
+        app, server, accounts.create(), "bench.jobbodies.counted", steps=10, seconds=1.0
+    )
+    result = events[-1]["result"]
+    assert result["calls"] == 10
+    sent = result["sent"]
+    # Ten sends, and the first update's own check for a cancel request.
+    assert sent["round trips"] <= 11, sent
+    assert sent["EXISTS"] == sent["round trips"], sent

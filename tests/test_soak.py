@@ -184,13 +184,18 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
             time.sleep(rng.uniform(0.05, 0.3))
 
         # No job stuck: everything ends, in the database, killed workers included.
-        wait_until(
-            lambda: all(
-                row.status in TERMINAL for u in users for row in rows_of(app, u.name).values()
-            ),
-            timeout=180,
-            interval=0.5,
-        )
+        def stuck():
+            return [
+                (row.id, row.kind, row.status, row.parent_id, row.updated_at)
+                for u in users
+                for row in rows_of(app, u.name).values()
+                if row.status not in TERMINAL
+            ]
+
+        try:
+            wait_until(lambda: not stuck(), timeout=180, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"jobs that never ended: {stuck()}") from None
         records = {user.name: rows_of(app, user.name) for user in users}
         # Every tab hears every final state (the last events may still be on the way).
         for user in users:
