@@ -118,6 +118,29 @@ def enqueue_batch(
     return ids, started
 
 
+def time_batch(
+    app, pids: list[int], redis, func: str, kwargs: dict, count: int, users, timeout: float
+) -> tuple[dict, list[str]]:
+    """Enqueue ``count`` jobs and wait for them all to end: the figures of the batch
+    (time, jobs/s, the workers' and Redis's CPU per job), and the jobs' ids."""
+    time.sleep(0.5)  # let the workers' heartbeats settle
+    cpu0 = cpu_with_children(pids), servers.cpu_seconds([redis.proc.pid])
+    ids, t0 = enqueue_batch(app, func, kwargs, count, users)
+    statuses = wait_terminal(app, ids, timeout)
+    seconds = time.monotonic() - t0
+    cpu1 = cpu_with_children(pids), servers.cpu_seconds([redis.proc.pid])
+    done = statuses.get("finished", 0)
+    run = {
+        "seconds": seconds,
+        "finished": done,
+        "statuses": statuses,
+        "jobs_per_s": done / seconds,
+        "worker_cpu_per_job": (cpu1[0] - cpu0[0]) / count,
+        "redis_cpu_per_job": (cpu1[1] - cpu0[1]) / count,
+    }
+    return run, ids
+
+
 def wait_terminal(app, ids: list[str], timeout: float) -> dict[str, int]:
     """Poll the rows until all are terminal (or ``timeout``); their statuses."""
     from myapp.db import db
@@ -187,27 +210,12 @@ def run(opts: JobOptions, workdir: Path, db_path: Path, users: list[dict]) -> di
                     opts.log(f"  jobs: time budget spent; skipped {name} #{repeat}")
                     results["skipped"] = results.get("skipped", 0) + 1
                     continue
-                time.sleep(0.5)  # let the workers' heartbeats settle
-                cpu0 = cpu_with_children(pids), servers.cpu_seconds([redis.proc.pid])
-                ids, t0 = enqueue_batch(app, func, kwargs, opts.jobs, users)
-                statuses = wait_terminal(app, ids, opts.timeout)
-                seconds = time.monotonic() - t0
-                cpu1 = cpu_with_children(pids), servers.cpu_seconds([redis.proc.pid])
-                done = statuses.get("finished", 0)
-                run = {
-                    "batch": name,
-                    "repeat": repeat,
-                    "seconds": seconds,
-                    "finished": done,
-                    "statuses": statuses,
-                    "jobs_per_s": done / seconds,
-                    "worker_cpu_per_job": (cpu1[0] - cpu0[0]) / opts.jobs,
-                    "redis_cpu_per_job": (cpu1[1] - cpu0[1]) / opts.jobs,
-                }
+                run, _ = time_batch(app, pids, redis, func, kwargs, opts.jobs, users, opts.timeout)
+                run.update(batch=name, repeat=repeat)
                 results["runs"].append(run)
                 opts.log(
                     f"  jobs #{repeat} {name}: {run['jobs_per_s']:.1f} jobs/s "
-                    f"({done}/{opts.jobs} finished in {seconds:.1f}s), "
+                    f"({run['finished']}/{opts.jobs} finished in {run['seconds']:.1f}s), "
                     f"{1000 * run['worker_cpu_per_job']:.1f} ms worker CPU/job"
                 )
         with app.app_context():

@@ -143,25 +143,14 @@ def run_batch(app, procs, redis, func: str, kwargs: dict, opts: WorkerOptions, u
     pids = [p.pid for p in procs]
     if len(procs) == 1:  # a pool: its members, and their horses
         pids += servers.children(procs[0].pid)
-    time.sleep(0.5)  # let the workers' heartbeats settle
-    cpu0 = jobs.cpu_with_children(pids), servers.cpu_seconds([redis.proc.pid])
-    ids, t0 = jobs.enqueue_batch(app, func, kwargs, opts.jobs, users)
-    statuses = jobs.wait_terminal(app, ids, 120)
-    seconds = time.monotonic() - t0
-    cpu1 = jobs.cpu_with_children(pids), servers.cpu_seconds([redis.proc.pid])
-    done = statuses.get("finished", 0)
+    run, ids = jobs.time_batch(app, pids, redis, func, kwargs, opts.jobs, users, 120)
     counted = results_of(app, ids)
     calls = sum(r["calls"] for r in counted)
     sent: Counter = Counter()
     for r in counted:
         sent.update(r["sent"])
     return {
-        "seconds": seconds,
-        "finished": done,
-        "statuses": statuses,
-        "jobs_per_s": done / seconds,
-        "worker_cpu_per_job": (cpu1[0] - cpu0[0]) / opts.jobs,
-        "redis_cpu_per_job": (cpu1[1] - cpu0[1]) / opts.jobs,
+        **run,
         "counted_jobs": len(counted),
         "calls_per_job": calls / len(counted) if counted else 0.0,
         "sent_per_job": {k: v / len(counted) for k, v in sent.items()} if counted else {},
