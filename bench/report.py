@@ -315,11 +315,13 @@ def goals(judged: dict, opts: dict, bursts: list[dict]) -> list[str]:
             continue
         p99, ratio = j["p99"][1], j["p99_vs_bare"][1]
         under, within = p99 < 0.050, ratio <= 5
+        # The issue sets the latency goal at 1,000 streams; other N are for the record.
+        verdict = ("MET" if under and within else "MISSED") if n == 1000 else "for the record"
         lines.append(
-            f"- **p99 latency at {n:,} streams, {rate:,.0f} events/s: "
-            f"{'MET' if under and within else 'MISSED'}.** myapp p99 {p99 * 1000:,.1f} ms: "
-            f"{'under' if under else 'over'} 50 ms, and {ratio:,.1f}× bare Redis's p99 "
-            f"({j['bare_p99'][1] * 1000:,.1f} ms; goal ≤ 5×: {'met' if within else 'missed'}). "
+            f"- **p99 latency at {n:,} streams, {rate:,.0f} events/s: {verdict}.** "
+            f"myapp p99 {p99 * 1000:,.1f} ms: {'under' if under else 'over'} 50 ms, and "
+            f"{ratio:,.1f}× bare Redis's p99 ({j['bare_p99'][1] * 1000:,.1f} ms; "
+            f"{'within' if within else 'over'} 5×). "
             f"{rate * n / opts['users']:,.0f} deliveries/s were offered; myapp delivered "
             f"{j['delivered'][1]:.0%} of them by the end of the drain."
         )

@@ -63,8 +63,8 @@ def _load_token_user(req) -> User | None:
     auth = req.authorization
     if auth is None or auth.type != "bearer" or not auth.token:
         return None
-    token = db.session.scalar(db.select(ApiToken).filter_by(token_hash=ApiToken.hash(auth.token)))
-    return token.user if token else None
+    owner = db.select(User).join(User.tokens)
+    return db.session.scalar(owner.where(ApiToken.token_hash == ApiToken.hash(auth.token)))
 
 
 @login_manager.unauthorized_handler

@@ -1,4 +1,4 @@
-"""Job control: cancel and retry, and jobs whose worker died.
+"""Job control: cancel, retry, and changes made in rq-dashboard.
 
 A cancel request is a Redis key of its own, not part of the job's ``meta``
 (``save_meta`` rewrites the whole dict and would erase it). A queued job is
@@ -10,13 +10,10 @@ it reports nothing.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
-from flask import current_app
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.queue import Queue
 
 from myapp import batches, lifecycle, limits, state
 from myapp.connections import get_queue, get_redis
@@ -24,14 +21,6 @@ from myapp.db import db
 from myapp.jobs import KINDS, enqueue
 from myapp.models import TrackedJob
 from myapp.progress import cancel_key
-
-#: The error of a job whose worker was killed under it.
-WORKER_DIED = "worker died"
-#: The error of a job whose Redis record vanished (Redis restarted without it).
-LOST = "lost: Redis no longer has this job"
-#: Records checked against RQ at most, per reaping.
-RECONCILE_BATCH = 100
-_REAPER_LOCK = "myapp:reaper"
 
 
 class Conflict(Exception):
@@ -64,7 +53,10 @@ def cancel(row: TrackedJob) -> dict[str, Any]:
     if row.group_mode:
         batches.cancel(get_redis(), row.id)
         for child in _children(row, lambda status: status not in state.TERMINAL):
-            _cancel_one(child)
+            try:
+                _cancel_one(child)
+            except Conflict:
+                pass  # it ended meanwhile, and keeps its end
         db.session.refresh(row)
         return row.to_dict()
     return _cancel_one(row)
@@ -74,8 +66,12 @@ def _cancel_one(row: TrackedJob) -> dict[str, Any]:
     redis = get_redis()
     redis.set(cancel_key(row.id), time.time(), ex=86400)
     job = fetch(row.id)
-    if job is not None and job.get_status() == "started":
+    status = job.get_status().value if job is not None else None
+    if status == "started":
         return row.to_dict()  # its worker stops it; the stream says when
+    if status in state.TERMINAL:
+        # It ended an instant ago, and its worker is recording that now.
+        raise Conflict(f"the job has already ended ({status}); nothing to cancel")
     if job is not None:
         try:
             job.cancel()
@@ -168,48 +164,3 @@ def retry_info(job: Job) -> dict[str, Any] | None:
     if status == "scheduled":
         when = state.iso(get_queue().scheduled_job_registry.get_scheduled_time(job))
     return {"attempt": attempts - job.retries_left, "of": attempts, "at": when}
-
-
-def reap(queue: Queue, interval: float, force: bool = False) -> None:
-    """Resolve jobs whose worker died: retried when their kind allows, else failed.
-
-    RQ notices such jobs only when their heartbeat expires and its maintenance
-    runs (every 10 minutes); every worker calls this often instead, and a lock
-    lets one of them do it once per ``interval`` (``force`` skips the lock, for
-    RQ's maintenance, whose own cleanup would otherwise tell nobody). Then records
-    that still say a job runs while RQ says otherwise are brought in step, which
-    also catches a death RQ resolved on its own, and jobs Redis lost.
-    """
-    redis = queue.connection
-    if not force and not redis.set(_REAPER_LOCK, 1, nx=True, px=max(1, int(interval * 1000))):
-        return
-    registry = queue.started_job_registry
-    now = time.time()
-    expired = registry.get_expired_job_ids(now)
-    if expired:
-        registry.cleanup(now)
-    stale = state.utcnow() - timedelta(seconds=interval * 4)
-    rows = db.session.scalars(
-        db.select(TrackedJob.id)
-        .where(TrackedJob.status.in_(("queued", "started")), TrackedJob.updated_at < stale)
-        .where(TrackedJob.group_mode.is_(None))  # a parent follows its pieces
-        .limit(RECONCILE_BATCH)
-    )
-    for job_id in {*expired, *rows}:
-        _resolve(job_id)
-
-
-def _resolve(job_id: str) -> None:
-    """A job's worker may have died: make its record say what RQ says."""
-    row = db.session.get(TrackedJob, job_id)
-    if row is None or row.status in state.TERMINAL:
-        return
-    job = fetch(job_id)
-    if job is None:
-        current_app.logger.warning("job %s: Redis lost it", job_id)
-        lifecycle.row_changed(row, status="failed", ended_at=state.utcnow(), error=LOST)
-        return
-    status = job.get_status().value
-    if status in ("failed", "queued", "scheduled") and status != row.status:
-        current_app.logger.warning("job %s: its worker died; now %s", job_id, status)
-        lifecycle.job_changed(job, status, error=WORKER_DIED, retry=retry_info(job))

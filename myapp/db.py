@@ -65,6 +65,21 @@ def upgrade_schema() -> None:
 
 
 @contextmanager
+def kept_after_commit():
+    """Commits inside leave what the session holds loaded, instead of expired.
+
+    What a request has just written is what the database holds, so it is read
+    back from memory rather than with a SELECT per row.
+    """
+    session = db.session()
+    before, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = before
+
+
+@contextmanager
 def _sqlite_file_lock(url):
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         yield

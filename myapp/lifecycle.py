@@ -85,8 +85,11 @@ def record(data: dict[str, Any]) -> None:
         if row is None:
             current_app.logger.warning("job %s has no database record", data["id"])
             return
-        if row.group_mode and state.iso(row.updated_at) > data["updated_at"]:
-            return  # a parent's newer state, aggregated in another process, came first
+        if state.iso(row.updated_at) > data["updated_at"]:
+            # A newer state came first: a parent's, aggregated in another process, or
+            # one the web wrote (a cancel) while this was on its way. As on the
+            # stream (see myapp.events), an older state never undoes it.
+            return
         row.apply(data)
         session.commit()
 

@@ -81,12 +81,12 @@ class WebFigures:
         self.reported = {"delivered": 0, "dropped": 0}
         self._pid: int | None = None
 
-    def sent(self, now: float, published_ms: list[int]) -> None:
-        """Count events sent together at ``now``, published at these times."""
+    def sent(self, now: float, published_ms: list[int], streams: int = 1) -> None:
+        """Count events sent at ``now`` to this many streams, published at these times."""
         for ms in published_ms:
             lag = max(now - ms / 1000, 0.0)
-            self.lag[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
-            self.lag_sum += lag
+            self.lag[bisect.bisect_left(LAG_BUCKETS, lag)] += streams
+            self.lag_sum += lag * streams
 
     def start(self, hub) -> None:
         if self._pid == os.getpid():

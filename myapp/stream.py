@@ -15,7 +15,6 @@ format and its :meth:`publish`, and instead:
 
 from __future__ import annotations
 
-import time
 import uuid
 from functools import partial
 from typing import Any
@@ -28,8 +27,9 @@ from redis.exceptions import RedisError
 from myapp import connections, events, limits, metrics
 from myapp.db import db
 from myapp.events import channel_for
-from myapp.hub import CLOSE, KEEPALIVE, Hub
+from myapp.hub import CLOSE, KEEPALIVE, KEEPALIVE_TEXT, Hub
 from myapp.models import TrackedJob
+from myapp.sockets import takes_direct_writes
 from myapp.state import TERMINAL
 
 #: How long a browser waits before it reconnects, in milliseconds.
@@ -62,8 +62,8 @@ class UserStream(ServerSentEventsBlueprint):
                 config["STREAM_QUEUE_SIZE"],
                 renew=partial(limits.renew_streams, self.redis, limits.stream_lease_seconds()),
                 heartbeat=config["STREAM_HEARTBEAT_SECONDS"],
+                figures=metrics.WebFigures(self.redis),
             )
-            extensions["myapp.stream_figures"] = metrics.WebFigures(self.redis)
         return extensions["myapp.hub"]
 
     def stream(self):
@@ -82,8 +82,12 @@ class UserStream(ServerSentEventsBlueprint):
         except RedisError:
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
         try:
-            subscriber = hub.subscribe(channel_for(user_id), request.environ.get("gunicorn.socket"))
-            current_app.extensions["myapp.stream_figures"].start(hub)
+            # A ?job= stream picks its events: only a whole channel's are written directly.
+            direct = job_id is None and takes_direct_writes(request.environ)
+            subscriber = hub.subscribe(
+                channel_for(user_id), request.environ.get("gunicorn.socket"), direct
+            )
+            hub.figures.start(hub)
         except RedisError:
             limits.close_stream(self.redis, user_id, stream_id)
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
@@ -99,14 +103,15 @@ class UserStream(ServerSentEventsBlueprint):
 
         last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         try:
-            opening, sent, done = self._catch_up(subscriber.channel, user_id, last_id, job_id)
+            opening, subscriber.sent, done = self._catch_up(
+                subscriber.channel, user_id, last_id, job_id
+            )
         except RedisError:
             closed()
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
         # The rest needs no request context: none is kept alive for the stream's life.
-        figures = current_app.extensions["myapp.stream_figures"]
         response = current_app.response_class(
-            _send(subscriber, opening, sent, done, job_id, figures),
+            _send(subscriber, opening, done, job_id),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -134,27 +139,37 @@ class UserStream(ServerSentEventsBlueprint):
         return snapshot, events.parse_id(cut), ended
 
 
-def _send(subscriber, opening: bytes, sent, done: bool, job_id, figures):
-    """The stream's body: the opening, then live events until the client leaves."""
+def _send(subscriber, opening: bytes, done: bool, job_id):
+    """The stream's body: the opening, then live events until the client leaves.
+
+    Events the hub writes itself while the stream waits do not pass here.
+    """
     yield f": connected\nretry: {RETRY_MS}\n\n".encode() + opening
     while not done:
+        first = subscriber.get()
+        if isinstance(first, bytes):  # the rest of a chunk the hub began writing
+            try:
+                subscriber.sock.sendall(first)
+            except OSError:
+                return
+            continue
         texts, published = [], []
-        for event in [subscriber.get(), *subscriber.get_ready(BATCH_MOST)]:
+        for event in [first, *subscriber.get_ready(BATCH_MOST)]:
             if event is KEEPALIVE:
-                texts.append(b": keepalive\n\n")
+                texts.append(KEEPALIVE_TEXT)
                 continue
             if event is CLOSE:
                 done = True
                 break
-            if event.key > sent and _wanted(event, job_id):
+            if event.key > subscriber.sent and _wanted(event, job_id):
                 texts.append(event.text)
                 published.append(event.key[0])
-                sent = event.key
+                subscriber.sent = event.key
                 done = job_id is not None and event.job["status"] in TERMINAL
                 if done:
                     break
         if published:
-            figures.sent(time.time(), published)
+            subscriber.hub.count_sent(published)
         if texts:
             yield b"".join(texts)
 

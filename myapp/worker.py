@@ -7,9 +7,9 @@
   raised, timed out, or whose work horse was killed;
 - cancel: a job whose cancel request it sees is ended ``canceled`` (and stopped
   with RQ's stop command when it does not stop by itself within the grace);
-- survival: the work horse dies with its worker (no orphan keeps running), heart
-  beats are short, and every worker reaps jobs whose worker died
-  (:func:`myapp.control.reap`), so none stays ``started`` for long;
+- survival: the work horse dies with its worker (no orphan keeps running),
+  heartbeats are short, and every worker reaps jobs whose worker died
+  (:mod:`myapp.reaper`), so none stays taken or ``started`` for long;
 - a graceful stop (SIGTERM) interrupts the running job at its next progress
   call and puts it back on the queue, to resume from its checkpoint.
 """
@@ -27,7 +27,7 @@ from rq import Worker
 from rq.exceptions import InvalidJobOperation
 from rq.serializers import JSONSerializer
 
-from myapp import control, lifecycle, progress
+from myapp import control, lifecycle, progress, reaper
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.jobs.pieces import PermanentError
@@ -66,7 +66,7 @@ class TrackingWorker(Worker):
     def heartbeat(self, timeout=None, pipeline=None):
         super().heartbeat(timeout, pipeline)
         if pipeline is None:
-            control.reap(self.queues[0], self.reap_interval)
+            reaper.reap(self.queues[0], self.reap_interval)
 
     def maintain_heartbeats(self, job, execution):
         super().maintain_heartbeats(job, execution)
@@ -74,10 +74,10 @@ class TrackingWorker(Worker):
         if requested is not None and time.time() - requested > self.cancel_grace:
             self._stopped_job_id = job.id  # RQ's stop-job command does the same
             self.kill_horse()
-        control.reap(self.queues[0], self.reap_interval)
+        reaper.reap(self.queues[0], self.reap_interval)
 
     def clean_registries(self):
-        control.reap(self.queues[0], self.reap_interval, force=True)  # before RQ's own
+        reaper.reap(self.queues[0], self.reap_interval, force=True)  # before RQ's own
         super().clean_registries()
 
     def fork_work_horse(self, job, queue):
@@ -184,7 +184,7 @@ def describe_error(exc_string: str, timeout: int | None) -> str:
     if "JobTimeoutException" in exc_string:
         return f"timed out after {timeout} s"
     if "Work-horse terminated unexpectedly" in exc_string:
-        return control.WORKER_DIED
+        return reaper.WORKER_DIED
     lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
     if not lines:
         return "failed"

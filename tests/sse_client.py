@@ -75,12 +75,14 @@ class Stream:
 
     def close(self):
         # Shut the socket first: closing the response alone waits for the reader
-        # thread's blocked read, that is, for the next event or heartbeat.
+        # thread's blocked read, that is, for the next event or heartbeat. The
+        # response is closed once the reader is done with it: closed under it, as
+        # the reader meets the end of the stream, it raises ValueError.
         connection = getattr(self.response.raw, "connection", None)
         if connection is not None and connection.sock is not None:
             try:
                 connection.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # the server closed it already
-        self.response.close()
         self._thread.join(timeout=5)
+        self.response.close()

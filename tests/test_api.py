@@ -2,6 +2,7 @@ import json
 
 import pytest
 from redis import Redis
+from sqlalchemy import event
 
 from myapp.db import db
 from myapp.models import TrackedJob
@@ -165,3 +166,21 @@ def test_the_openapi_description_matches_the_kinds(client):
     steps = schemas[process]["properties"]["steps"]
     assert (steps["minimum"], steps["maximum"]) == (1, 10_000)
     assert set(schemas[process]["required"]) == {"steps", "step_seconds"}
+
+
+def test_starting_a_job_reads_back_nothing_it_wrote(app, client, alice):
+    """One SELECT (the token's user), the INSERT, and no reload of the new row."""
+    with app.app_context():
+        engine = db.engine
+    statements = []
+
+    def record(_conn, _cursor, statement, *_):
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 202
+    assert statements == ["SELECT", "INSERT"]

@@ -28,6 +28,7 @@ import requests
 from myapp.db import db
 from myapp.events import parse_id
 from myapp.models import TrackedJob, User
+from tests import rq_state
 from tests.conftest import wait_until
 from tests.sse_client import Stream
 from tests.test_faults import TERMINAL, Rig
@@ -195,7 +196,9 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
         try:
             wait_until(lambda: not stuck(), timeout=180, interval=0.5)
         except AssertionError:
-            raise AssertionError(f"jobs that never ended: {stuck()}") from None
+            queue = rig.env["RQ_QUEUE"]
+            where = [(row, rq_state.where(rig.redis, queue, row[0])) for row in stuck()]
+            raise AssertionError(f"jobs that never ended: {where}") from None
         records = {user.name: rows_of(app, user.name) for user in users}
         # Every tab hears every final state (the last events may still be on the way).
         for user in users:

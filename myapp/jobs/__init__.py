@@ -18,7 +18,7 @@ from rq.rate_limit import RateLimit
 
 from myapp import batches, lifecycle, limits, metrics, state
 from myapp.connections import get_queue, get_redis
-from myapp.db import db
+from myapp.db import db, kept_after_commit
 from myapp.jobs import generate_profile, import_contacts, process_run, publish_album
 from myapp.jobs.pieces import Piece
 from myapp.models import TrackedJob, User
@@ -158,7 +158,8 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     limits.admit(user.id, row.id)
     try:
         db.session.add_all([row, *children])
-        db.session.commit()
+        with kept_after_commit():  # the enqueue and the answer read the rows
+            db.session.commit()
         try:
             if children:
                 batches.start(get_redis(), row, children, [piece.weight for piece in pieces])

@@ -1,9 +1,12 @@
-"""The web worker's write: one ``send`` first, ``sendall`` for whatever is left."""
+"""The web worker's client sockets: one ``send`` first, ``sendall`` for whatever is left."""
 
 import socket
+import subprocess
+import sys
 import threading
 
-from myapp.gunicorn_worker import SendFirst
+from myapp.sockets import SendFirst
+from tests.conftest import ROOT
 
 
 def test_a_write_larger_than_the_socket_buffer_arrives_whole_and_in_order():
@@ -35,3 +38,11 @@ def test_everything_else_is_the_socket_s_own():
         assert wrapped.fileno() == ours.fileno()
         wrapped.sendall(b"hello")
         assert theirs.recv(5) == b"hello"
+
+
+def test_only_the_web_server_loads_gevent():
+    """The app and the RQ worker import the socket helpers, not gevent (77 ms, and
+    memory in every worker): only myapp's gunicorn worker class imports it."""
+    code = "import sys, myapp, myapp.stream, myapp.worker; print('gevent' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert loaded.stdout.split()[-1:] == ["False"], loaded.stderr
