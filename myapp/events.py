@@ -19,7 +19,7 @@ from typing import Any
 
 from flask_sse import Message
 from redis import Redis
-from redis.client import Pipeline
+from redis.client import Pipeline, PubSub
 
 from myapp.metrics import COUNTERS
 from myapp.state import TERMINAL
@@ -92,6 +92,15 @@ def append(
         sent_key(channel, job_id), encoded, channel, int(retention_seconds * 1000), job_id,
         job_json, terminal, updated_at,
     )  # fmt: skip
+
+
+def next_message(pubsub: PubSub, wait: float | None) -> dict[str, Any] | None:
+    """The next pub/sub message, or None if none begins to arrive within ``wait``
+    seconds (None: wait for good). One that has begun to arrive is read whole:
+    redis-py's ``get_message(timeout=...)`` raises on a large one still arriving."""
+    if wait is not None and not pubsub.connection.can_read(timeout=wait):
+        return None
+    return pubsub.get_message(timeout=None)
 
 
 def parse_id(event_id: str | bytes | None) -> tuple[int, int] | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from myapp.events import Event
+from myapp.events import Event, next_message
 from myapp.metrics import WebFigures
 from myapp.sockets import chunk
 
@@ -136,14 +136,15 @@ class Subscriber:
         else:
             self.queue.put_nowait(item)
 
-    def drop(self) -> None:
+    def drop(self, fell_behind: bool = True) -> None:
         """End this stream now; a write blocked on a client that stopped reading fails."""
         if self.dropped:
             return
         self.dropped = True
         self.waiting = False
-        self.hub.dropped += 1
-        log.warning("dropped a stream of %s that fell behind", self.channel)
+        if fell_behind:
+            self.hub.dropped += 1
+            log.warning("dropped a stream of %s that fell behind", self.channel)
         if self.sock is not None:
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)
@@ -201,6 +202,7 @@ class Hub:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._pid: int | None = None
+        self._closed = threading.Event()
 
     def subscribe(
         self,
@@ -230,6 +232,13 @@ class Hub:
                 if not local:
                     del self.subscribers[subscriber.channel]
 
+    def close(self) -> None:
+        """Stop listening and end every stream: a hub must not outlive its test."""
+        self._closed.set()
+        # Wakes the listening thread, which then sees it is closed; other hubs
+        # have no stream on this channel and pass it by.
+        self.redis.publish(self.pattern.replace("*", ""), b"")
+
     def count_sent(self, published_ms: list[int], streams: int = 1) -> None:
         """Count events just written to this many streams (by the hub or a stream)."""
         if self.figures is not None:
@@ -254,15 +263,16 @@ class Hub:
             try:
                 self._listen()
             except (RedisError, OSError) as exc:
-                log.warning("event subscription lost (%s); reconnecting", exc)
+                if not self._closed.is_set():
+                    log.warning("event subscription lost (%s); reconnecting", exc)
             self._ready.clear()
             self._close_all()
-            time.sleep(0.5)
+            if self._closed.wait(0.5):
+                return
 
     def _tick(self) -> None:
         """Every heartbeat: a keepalive to each quiet stream, then renew the leases."""
-        while True:
-            time.sleep(self.heartbeat)
+        while not self._closed.wait(self.heartbeat):
             with self._lock:
                 local = {channel: list(local) for channel, local in self.subscribers.items()}
             everyone = [s for streams in local.values() for s in streams]
@@ -282,11 +292,11 @@ class Hub:
         pubsub = self.redis.pubsub()
         try:
             pubsub.psubscribe(self.pattern)
-            while True:
-                # One message, then those already read with it: under load they
-                # pile up, and each stream gets them in one write, not one each.
-                messages = [pubsub.get_message(timeout=None)]
-                while len(messages) < READ_MOST and (more := pubsub.get_message(timeout=0.0)):
+            while not self._closed.is_set():
+                # One message, then those already arriving: under load they pile
+                # up, and each stream gets them in one write, not one each.
+                messages = [next_message(pubsub, wait=None)]
+                while len(messages) < READ_MOST and (more := next_message(pubsub, wait=0)):
                     messages.append(more)
                 if any(m and m["type"] == "psubscribe" for m in messages):
                     self._ready.set()
@@ -317,5 +327,7 @@ class Hub:
         client reconnects and replays from its last id."""
         with self._lock:
             everyone = [s for local in self.subscribers.values() for s in local]
+        if everyone:
+            log.warning("ended %d streams, which reconnect and replay", len(everyone))
         for subscriber in everyone:
-            subscriber.drop()
+            subscriber.drop(fell_behind=False)

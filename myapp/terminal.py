@@ -21,7 +21,7 @@ from rich.table import Table
 from myapp import control, limits
 from myapp.connections import get_redis
 from myapp.db import db
-from myapp.events import channel_for
+from myapp.events import channel_for, next_message
 from myapp.models import TrackedJob, User
 from myapp.state import TERMINAL
 
@@ -113,7 +113,7 @@ def watch(job_id: str | None, user_name: str | None) -> None:
         for job in _current(row, user):
             bars.show(job)
         while row is None or bars.status(row.id) not in TERMINAL:
-            message = pubsub.get_message(timeout=1.0)
+            message = next_message(pubsub, wait=1.0)
             if message is None or message["type"] not in ("message", "pmessage"):
                 continue
             event = json.loads(message["data"].partition(b" ")[2])

@@ -8,6 +8,8 @@ from redis import Redis
 
 from myapp import events
 from myapp.events import channel_for
+from myapp.hub import CLOSE, Hub
+from tests.slow_link import slow_link
 from tests.sse_client import Stream
 from tests.test_stream import snapshot_sent
 
@@ -70,6 +72,28 @@ def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
     finally:
         reader.close()
         stalled.close()
+
+
+def test_events_that_arrive_in_pieces_do_not_cost_the_subscription(redis_url):
+    """After a message, the hub reads on while more are ready. One that has begun to
+    arrive must be waited for, not taken for a lost connection, which would end
+    every stream of the process."""
+    redis = Redis.from_url(redis_url)
+    with slow_link(redis_url) as slow_url:
+        hub = Hub(Redis.from_url(slow_url), channel_for("*"), queue_size=100)
+        subscriber = hub.subscribe(channel_for("pieces"), sock=None)
+        with redis.pipeline(transaction=False) as pipe:
+            for n in range(5):
+                events.append(pipe, subscriber.channel, {"data": f"{n} {'x' * 100_000}"}, 60)
+            sent = [event_id.decode() for event_id in pipe.execute()]  # published together
+        received = []
+        while len(received) < len(sent) and (item := subscriber.queue.get(timeout=10)):
+            received.append(item.id)  # an ended stream gets CLOSE (None)
+        assert received == sent
+        assert not subscriber.dropped
+        hub.close()
+        assert subscriber.queue.get(timeout=10) is CLOSE
+        hub.redis.close()
 
 
 def read_chunks(reader, until: bytes) -> list[bytes]:
