@@ -56,6 +56,13 @@ def channel_for(user_id: int | str) -> str:
     return f"myapp:user:{user_id}"
 
 
+def published_on(redis: Redis | Pipeline, channel: str) -> str:
+    """The name a channel is published under. Redis pub/sub ignores database numbers,
+    so the number is part of the name: deployments that share one Redis server, on
+    databases of their own, never see each other's events."""
+    return f"{redis.connection_pool.connection_kwargs.get('db', 0)}/{channel}"
+
+
 def log_key(channel: str) -> str:
     return f"{channel}:log"
 
@@ -89,8 +96,8 @@ def append(
         updated_at = data.get("updated_at") or ""
     return redis.eval(
         _PUBLISH, 5, log_key(channel), active_key(channel), admitted_key(channel), COUNTERS,
-        sent_key(channel, job_id), encoded, channel, int(retention_seconds * 1000), job_id,
-        job_json, terminal, updated_at,
+        sent_key(channel, job_id), encoded, published_on(redis, channel),
+        int(retention_seconds * 1000), job_id, job_json, terminal, updated_at,
     )  # fmt: skip
 
 

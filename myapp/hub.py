@@ -29,7 +29,7 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from myapp.events import Event, next_message
+from myapp.events import Event, next_message, published_on
 from myapp.metrics import WebFigures
 from myapp.sockets import chunk
 
@@ -187,7 +187,9 @@ class Hub:
         figures: WebFigures | None = None,
     ):
         self.redis = redis
-        self.pattern = pattern
+        #: The channels' pattern, as Redis knows it (see :func:`myapp.events.published_on`).
+        self.pattern = published_on(redis, pattern)
+        self._prefix = len(self.pattern) - len(pattern)
         self.queue_size = queue_size
         #: Called every ``heartbeat`` seconds with the open streams' ids by
         #: channel, to keep their leases (see :func:`myapp.limits.renew_streams`).
@@ -310,7 +312,7 @@ class Hub:
         """Hand each channel's new events to its local streams, as one batch."""
         batches: dict[str, list[Event]] = {}
         for channel, payload in messages:
-            name = channel.decode()
+            name = channel[self._prefix :].decode()
             if name in self.subscribers:
                 event_id, _, encoded = payload.partition(b" ")
                 batches.setdefault(name, []).append(Event.from_log(event_id, encoded))

@@ -21,7 +21,7 @@ from rich.table import Table
 from myapp import control, limits
 from myapp.connections import get_redis
 from myapp.db import db
-from myapp.events import channel_for, next_message
+from myapp.events import channel_for, next_message, published_on
 from myapp.models import TrackedJob, User
 from myapp.state import TERMINAL
 
@@ -102,11 +102,12 @@ def watch(job_id: str | None, user_name: str | None) -> None:
     """
     row = _job(job_id) if job_id else None
     user = _user(user_name)
-    pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+    redis = get_redis()
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
     if row is not None or user is not None:
-        pubsub.subscribe(channel_for(row.user_id if row is not None else user.id))
+        pubsub.subscribe(published_on(redis, channel_for(row.user_id if row else user.id)))
     else:
-        pubsub.psubscribe(channel_for("*"))
+        pubsub.psubscribe(published_on(redis, channel_for("*")))
     # Subscribed first, then the current state: nothing falls in between.
     bars = _Bars()
     with bars.progress:

@@ -87,7 +87,7 @@ def test_a_state_older_than_one_sent_is_neither_logged_nor_kept_active(redis, ch
 
 def test_publish_reaches_subscribers_with_its_id(redis, channel):
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(channel)
+    pubsub.subscribe(events.published_on(redis, channel))
     try:
         pubsub.get_message(timeout=1)
         event_id = events.append(redis, channel, job("a", "queued", 0), 60)

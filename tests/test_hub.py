@@ -96,6 +96,25 @@ def test_events_that_arrive_in_pieces_do_not_cost_the_subscription(redis_url):
         hub.redis.close()
 
 
+def test_deployments_on_two_databases_of_one_server_stay_apart(redis_url):
+    """Redis pub/sub ignores database numbers: a user of one deployment must not get
+    the events of the same user id in another, on the same server."""
+    db = Redis.from_url(redis_url).connection_pool.connection_kwargs.get("db", 0)
+    ours, theirs = (
+        Redis.from_url(urlparse(redis_url)._replace(path=f"/{n}").geturl()) for n in (db, db + 1)
+    )
+    channel = channel_for("apart")
+    hub = Hub(ours, channel_for("*"), queue_size=10)
+    subscriber = hub.subscribe(channel, sock=None)
+    try:
+        events.append(theirs, channel, {"data": "theirs"}, 60)
+        mine = events.append(ours, channel, {"data": "ours"}, 60).decode()
+        assert subscriber.queue.get(timeout=10).id == mine  # theirs, first, never came
+    finally:
+        hub.close()
+        theirs.delete(events.log_key(channel))
+
+
 def read_chunks(reader, until: bytes) -> list[bytes]:
     """Read an HTTP/1.1 chunked body's chunks until one holds ``until``."""
     chunks = []
