@@ -187,9 +187,7 @@ class Hub:
         figures: WebFigures | None = None,
     ):
         self.redis = redis
-        #: The channels' pattern, as Redis knows it (see :func:`myapp.events.published_on`).
-        self.pattern = published_on(redis, pattern)
-        self._prefix = len(self.pattern) - len(pattern)
+        self.pattern = pattern
         self.queue_size = queue_size
         #: Called every ``heartbeat`` seconds with the open streams' ids by
         #: channel, to keep their leases (see :func:`myapp.limits.renew_streams`).
@@ -239,7 +237,7 @@ class Hub:
         self._closed.set()
         # Wakes the listening thread, which then sees it is closed; other hubs
         # have no stream on this channel and pass it by.
-        self.redis.publish(self.pattern.replace("*", ""), b"")
+        self.redis.publish(published_on(self.redis, self.pattern.replace("*", "")), b"")
 
     def count_sent(self, published_ms: list[int], streams: int = 1) -> None:
         """Count events just written to this many streams (by the hub or a stream)."""
@@ -291,9 +289,11 @@ class Hub:
                 log.exception("could not renew the streams' leases")
 
     def _listen(self) -> None:
+        pattern = published_on(self.redis, self.pattern)
+        prefix = len(pattern) - len(self.pattern)  # the database number's part of the name
         pubsub = self.redis.pubsub()
         try:
-            pubsub.psubscribe(self.pattern)
+            pubsub.psubscribe(pattern)
             while not self._closed.is_set():
                 # One message, then those already arriving: under load they pile
                 # up, and each stream gets them in one write, not one each.
@@ -302,9 +302,8 @@ class Hub:
                     messages.append(more)
                 if any(m and m["type"] == "psubscribe" for m in messages):
                     self._ready.set()
-                self._dispatch(
-                    [(m["channel"], m["data"]) for m in messages if m and m["type"] == "pmessage"]
-                )
+                published = [m for m in messages if m and m["type"] == "pmessage"]
+                self._dispatch([(m["channel"][prefix:], m["data"]) for m in published])
         finally:
             pubsub.close()
 
@@ -312,7 +311,7 @@ class Hub:
         """Hand each channel's new events to its local streams, as one batch."""
         batches: dict[str, list[Event]] = {}
         for channel, payload in messages:
-            name = channel[self._prefix :].decode()
+            name = channel.decode()
             if name in self.subscribers:
                 event_id, _, encoded = payload.partition(b" ")
                 batches.setdefault(name, []).append(Event.from_log(event_id, encoded))
