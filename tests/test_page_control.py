@@ -35,6 +35,22 @@ def alice(accounts):
     return accounts.create()
 
 
+def test_only_a_retry_lets_a_bar_start_over():
+    """The check the page tests use: a bar may only go back through a retry."""
+    retried = [
+        (None, "queued"),
+        (40, "started"),
+        (40, "failed"),
+        (None, "started"),
+        (10, "started"),
+    ]
+    assert backwards_moves(retried) == []  # queued and started drawn in one frame
+    assert backwards_moves([(40, "started"), (None, "queued"), (5, "started")]) == []
+    assert backwards_moves([(40, "started"), (30, "started")]) == ["40% -> 30% (started)"]
+    assert backwards_moves([(40, "started"), (None, "started")]) == ["40% -> None% (started)"]
+    assert backwards_moves([(40, "failed"), (20, "failed")]) == ["40% -> 20% (failed)"]
+
+
 def bars_above(job_ids: list[str], percent: int) -> str:
     """JS for ``page.wait_for_function``: each of the jobs' bars shows more than ``percent``."""
     selectors = [f'#jobs li.job[data-job-id="{job_id}"] [role=progressbar]' for job_id in job_ids]
