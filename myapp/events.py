@@ -60,7 +60,8 @@ def published_on(redis: Redis | Pipeline, channel: str) -> str:
     """The name a channel is published under. Redis pub/sub ignores database numbers,
     so the number is part of the name: deployments that share one Redis server, on
     databases of their own, never see each other's events."""
-    return f"{redis.connection_pool.connection_kwargs.get('db', 0)}/{channel}"
+    database = int(redis.connection_pool.connection_kwargs.get("db") or 0)  # None on a socket
+    return f"{database}/{channel}"
 
 
 def log_key(channel: str) -> str:

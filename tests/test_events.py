@@ -97,3 +97,11 @@ def test_publish_reaches_subscribers_with_its_id(redis, channel):
         assert json.loads(payload)["data"]["id"] == "a"
     finally:
         pubsub.close()
+
+
+def test_the_published_name_holds_the_database_number_however_it_is_given():
+    def name(url: str) -> str:
+        return events.published_on(Redis.from_url(url), "myapp:user:1")
+
+    assert name("unix:///run/redis.sock") == name("redis://127.0.0.1:6379/0") == "0/myapp:user:1"
+    assert name("unix:///run/redis.sock?db=3") == name("redis://127.0.0.1:6379/3")
