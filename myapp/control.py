@@ -62,9 +62,14 @@ def cancel(row: TrackedJob) -> dict[str, Any]:
     return _cancel_one(row)
 
 
+def request_stop(job_id: str) -> None:
+    """Ask a running job to stop: it does at its next progress report, or its worker
+    stops it after ``CANCEL_GRACE_SECONDS``, and it ends ``canceled``."""
+    get_redis().set(cancel_key(job_id), time.time(), ex=86400)
+
+
 def _cancel_one(row: TrackedJob) -> dict[str, Any]:
-    redis = get_redis()
-    redis.set(cancel_key(row.id), time.time(), ex=86400)
+    request_stop(row.id)
     job = fetch(row.id)
     status = job.get_status().value if job is not None else None
     if status == "started":

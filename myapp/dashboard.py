@@ -1,23 +1,36 @@
 """rq-dashboard at ``/rq``, for admin users only, and in step with our records.
 
 rq-dashboard has no access control of its own, reads jobs with pickle unless
-told otherwise, and acts on Redis alone. Here, at import time (its blueprint is a
-module-level singleton shared by every app the tests create):
+told otherwise, prints job fields unescaped, and acts on Redis alone. Here, at
+import time (its blueprint is a module-level singleton shared by every app the
+tests create):
 
-- only admins get in (others 403; anonymous visitors are sent to sign in);
-- its POSTs carry a CSRF token: it sends the ``_csrf_token`` cookie back as the
-  ``X-CSRFToken`` header, which Flask-WTF checks like any other form;
+- only admins get in (others 403; anonymous visitors are sent to sign in), checked
+  before any hook of rq-dashboard's own runs;
+- every job, worker and requeue it reads uses RQ's JSON serializer, as our jobs do;
+- every field it prints is escaped (``templates/rq_dashboard/base.html`` and
+  ``static/rq-dashboard-escape.js``), and its CSP allows no inline script but its own
+  (:mod:`myapp.security`);
+- what changes state answers POST only, with a CSRF token: it sends the
+  ``_csrf_token`` cookie back as the ``X-CSRFToken`` header, which Flask-WTF checks
+  like any other form;
+- Delete of a running job asks it to stop, as the API's cancel does, instead of
+  deleting it under its worker (which would finish it anyway);
 - what an operator does there (requeue, delete, empty a registry) is copied into
   our job records and told to the users' streams (:func:`myapp.control.sync`).
 """
 
 from __future__ import annotations
 
+import functools
+
 import rq_dashboard
+import rq_dashboard.web
 from flask import Flask, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from rq import Queue
+from rq import Queue, Worker
+from rq.job import Job, JobStatus, requeue_job
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -33,8 +46,6 @@ from myapp import control
 from myapp.auth import wants_json
 from myapp.connections import get_queue
 
-rq_dashboard.web.config.serializer = JSONSerializer
-
 _REGISTRIES = {
     "failed": FailedJobRegistry,
     "deferred": DeferredJobRegistry,
@@ -45,13 +56,35 @@ _REGISTRIES = {
 }
 
 
+class _JSONJob(Job):
+    """A job read with the JSON serializer when the caller names none."""
+
+    def __init__(self, *args, serializer=None, **kwargs):
+        super().__init__(*args, serializer=serializer or JSONSerializer, **kwargs)
+
+
+class _JSONWorker(Worker):
+    """Workers listed with the JSON serializer, so a busy one's job can be read."""
+
+    @classmethod
+    def all(cls, *args, **kwargs):
+        kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("job_class", _JSONJob)
+        return super().all(*args, **kwargs)
+
+
+rq_dashboard.web.config.serializer = JSONSerializer
+rq_dashboard.web.Job = _JSONJob
+rq_dashboard.web.Worker = _JSONWorker
+rq_dashboard.web.requeue_job = functools.partial(requeue_job, serializer=JSONSerializer)
+
+
 def init_app(app: Flask) -> None:
     app.config["RQ_DASHBOARD_REDIS_URL"] = app.config["REDIS_URL"]
     setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
 
 
-@rq_dashboard.blueprint.before_request
 def _admins_only():
     if not current_user.is_authenticated:
         if wants_json():
@@ -59,9 +92,34 @@ def _admins_only():
         return redirect(url_for("pages.index"))
     if not current_user.is_admin:
         return jsonify(error="rq-dashboard is for admin users"), 403
+    instance = (request.view_args or {}).get("instance_number")
+    if instance is not None and instance >= len(current_app.config["RQ_DASHBOARD_REDIS_URL"]):
+        return jsonify(error="no such Redis instance"), 404
+    rule = request.url_rule
+    if request.method == "GET" and rule is not None and "POST" in (rule.methods or ()):
+        # requeue-all answers GET too, so a link from another site could run it.
+        return jsonify(error="this action changes jobs: send it as a POST"), 405
     if request.method == "POST":
+        if request.endpoint == "rq_dashboard.delete_job_view":
+            stopped = _stop_if_running((request.view_args or {})["job_id"])
+            if stopped is not None:
+                return stopped
         g.touched_jobs = _jobs_touched_by(request.view_args or {})
     return None
+
+
+# First of the blueprint's hooks: rq-dashboard's own one connects to Redis by the URL's
+# instance number, and fails (500) on a number it does not know, even for a stranger.
+rq_dashboard.blueprint.before_request_funcs.setdefault(None, []).insert(0, _admins_only)
+
+
+def _stop_if_running(job_id: str):
+    """Delete of a running job: ask it to stop rather than pull it from its worker."""
+    job = control.fetch(job_id)
+    if job is None or job.get_status() != JobStatus.STARTED:
+        return None
+    control.request_stop(job_id)
+    return jsonify(status="OK", stopping=True)
 
 
 @rq_dashboard.blueprint.after_request

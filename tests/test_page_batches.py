@@ -66,7 +66,7 @@ def test_a_failed_batch_lists_its_failed_items_and_offers_a_retry(new_dashboard,
     row.get_by_role("button", name="Show 3 items").click()
     rejected = dashboard.row(batch["children"][1])
     expect(rejected.locator(".badge")).to_have_text("failed")
-    expect(rejected.locator(".job-error")).to_contain_text("refused 'p1.jpg'")
+    expect(rejected.locator(".job-error")).to_contain_text("refused the photo")
     expect(rejected.locator("button")).to_have_count(0)  # items go with their batch
     for child in (batch["children"][0], batch["children"][2]):
         expect(dashboard.row(child).locator(".badge")).to_have_text("finished")

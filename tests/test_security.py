@@ -31,12 +31,23 @@ def test_every_answer_carries_a_strict_policy_and_no_framing(client, alice):
         assert response.headers["X-Frame-Options"] == "DENY"
 
 
-def test_rq_dashboard_alone_may_run_its_inline_scripts(client, accounts):
+def test_rq_dashboard_runs_its_own_inline_script_by_a_nonce_only(client, accounts):
     admin = accounts.create(admin=True)
-    response = client.get("/rq/", headers=admin.headers)
-    assert response.status_code == 200
-    assert "script-src 'self' 'unsafe-inline'" in response.headers["Content-Security-Policy"]
-    assert response.headers["X-Frame-Options"] == "DENY"
+    nonces = []
+    for _ in range(2):
+        response = client.get("/rq/", headers=admin.headers)
+        assert response.status_code == 200
+        policy = response.headers["Content-Security-Policy"]
+        script_src = re.search(r"script-src ([^;]*);", policy).group(1).split()
+        assert "'unsafe-inline'" not in script_src
+        (nonce,) = [source for source in script_src if source.startswith("'nonce-")]
+        html = response.get_data(as_text=True)
+        tags = re.findall(r"<script\b[^>]*>", html)
+        inline = [tag for tag in tags if " src=" not in tag and "text/template" not in tag]
+        assert inline == [f'<script type="text/javascript" nonce="{nonce[7:-1]}">']
+        nonces.append(nonce)
+        assert response.headers["X-Frame-Options"] == "DENY"
+    assert nonces[0] != nonces[1]
 
 
 def test_the_page_has_no_inline_script_or_handlers(client, alice):
