@@ -137,6 +137,31 @@ def test_requeue_all_refuses_a_get_from_another_site(app, client, accounts, work
         assert job_id in get_queue().failed_job_registry.get_job_ids()
 
 
+def test_requeue_all_by_post_shows_in_our_records_and_streams(app, client, server, accounts):
+    from tests.sse_client import Stream
+    from tests.test_stream import finished, snapshot_sent
+    from tests.test_worker import enqueue_test_job
+
+    admin = accounts.create(admin=True)
+    sign_in(client, admin)
+    client.get("/rq/")
+    stream = Stream(f"{server}/stream", admin.headers)
+    try:
+        stream.wait_for(snapshot_sent, timeout=5)
+        job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
+        stream.wait_for(finished(stream, job_id))
+        response = client.post("/rq/requeue/default", headers={"X-CSRFToken": csrf_cookie(client)})
+        assert response.status_code == 200
+        stream.wait_for(
+            lambda _: [e["status"] for e in stream.job_events(job_id)].count("failed") == 2
+        )
+        statuses = [e["status"] for e in stream.job_events(job_id)]
+        # (its worker may take it before the sync is told: then "started" comes first)
+        assert statuses[statuses.index("failed") + 1] in ("queued", "started")
+    finally:
+        stream.close()
+
+
 def test_a_stranger_on_another_instance_is_sent_to_sign_in(client, accounts):
     assert client.get("/rq/1/view").status_code == 302
     assert client.get("/rq/7/data/queues.json").status_code == 302
