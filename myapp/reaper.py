@@ -85,7 +85,8 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
     )
     for job_id in {*expired, *rows}:
         _resolve(job_id, quiet)
-    retention.purge(queue)
+    if force:  # RQ's maintenance, between jobs: not while a job's horse is watched
+        retention.purge(queue)
 
 
 def put_back_taken(queue: Queue, quiet: float) -> list[str]:

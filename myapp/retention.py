@@ -46,6 +46,9 @@ def purge(queue: Queue, force: bool = False) -> list[str]:
         )
     )
     if not ids:
+        # End the read: a worker's session lives on, and an open read would keep its
+        # snapshot (SQLite) or its transaction (PostgreSQL) for as long.
+        db.session.rollback()
         return []
     children = db.select(TrackedJob.id).where(TrackedJob.parent_id.in_(ids))
     gone = [*ids, *db.session.scalars(children)]

@@ -4,7 +4,9 @@ The rows come as JSON (``{"rows": [{"name": ..., "email": ...}, ...]}``) or as a
 uploaded CSV that :func:`form_payload` turns into that same payload before
 :func:`myapp.jobs.validate`. The parameters are strict on shape (types, keys, sizes)
 and permissive on content: a row whose email is not an address is a *bad row*,
-counted and reported in the result, not a refused request.
+counted and reported in the result, not a refused request. The validated rows are
+stored once, as an upload (:mod:`myapp.uploads`), and the job gets ``{"upload": id}``:
+neither the job's record nor RQ's copy of it holds them.
 
 The job is resumable (:mod:`myapp.steps`): rows are written in batches of
 :data:`BATCH`, each committed together with the cursor, so a job killed at row
