@@ -171,8 +171,8 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     ]
     try:
         limits.admit(user.id, row.id)
-    except limits.TooManyJobs:
-        db.session.rollback()  # the upload added above is not kept
+    except Exception:  # refused, or Redis down: the upload added above is not kept
+        db.session.rollback()
         raise
     try:
         db.session.add_all([row, *children])
