@@ -56,9 +56,18 @@ def list_jobs():
     return {"jobs": [row.to_dict() for row in db.session.scalars(query)]}
 
 
+#: The answer to each refusal of :mod:`myapp.limits`.
+_REFUSED = {limits.TooManyJobs: 429, limits.StorageFull: 413}
+
+
 @bp.post("/jobs")
 def create_job():
-    if request.mimetype == "multipart/form-data":  # a CSV upload, for import_contacts
+    uploading = request.mimetype == "multipart/form-data"  # a CSV, for import_contacts
+    try:  # before the body is read: a refused user's 40 MB are never parsed
+        limits.precheck(current_user.id, uploading)
+    except (limits.TooManyJobs, limits.StorageFull, RedisError) as exc:
+        return _refused(exc, "new")
+    if uploading:
         try:
             payload = jobs.import_contacts.form_payload(request.form, request.files)
         except jobs.InvalidJob as exc:
@@ -76,12 +85,16 @@ def create_job():
         return jsonify(error=str(exc)), 400
     try:
         job = jobs.submit(current_user, kind, params)
-    except limits.TooManyJobs as exc:
-        return jsonify(error=str(exc)), 429
-    except RedisError:
+    except (limits.TooManyJobs, limits.StorageFull, RedisError) as exc:
+        return _refused(exc, kind)
+    return job, 202
+
+
+def _refused(exc: Exception, kind: str):
+    if isinstance(exc, RedisError):
         current_app.logger.exception("could not enqueue a %s job", kind)
         return jsonify(error="the job queue is unavailable; nothing was started"), 503
-    return job, 202
+    return jsonify(error=str(exc)), _REFUSED[type(exc)]
 
 
 def _own_job(job_id: str) -> TrackedJob:

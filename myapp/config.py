@@ -16,6 +16,12 @@ DEFAULTS: dict[str, object] = {
     "RQ_QUEUE": "default",
     "MAX_ACTIVE_JOBS_PER_USER": 10,
     "MAX_RUNNING_JOBS_PER_USER": 4,
+    "MAX_JOBS_PER_HOUR": 600,
+    "MAX_STORED_BYTES_PER_USER": 512 * 1024 * 1024,
+    #: Ended job records (and their uploads) older than this many days are deleted.
+    "JOB_RETENTION_DAYS": 30.0,
+    #: Seconds RQ keeps an ended job's keys once myapp has recorded its end.
+    "JOB_REDIS_TTL_SECONDS": 86400,
     "WORKER_DEATH_SECONDS": 120.0,
     "CANCEL_GRACE_SECONDS": 2.0,
     "PROGRESS_DB_INTERVAL": 1.0,

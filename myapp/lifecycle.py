@@ -14,10 +14,11 @@ from typing import Any
 from flask import current_app
 from redis.client import Pipeline
 from rq.job import Job
+from rq.results import Result
 from sqlalchemy.orm import Session
 
 from myapp import batches, events, logs, metrics, state
-from myapp.connections import get_redis
+from myapp.connections import get_queue, get_redis
 from myapp.db import db
 from myapp.events import channel_for
 from myapp.models import TrackedJob
@@ -105,6 +106,36 @@ def _append(redis, user_id: int, data: dict[str, Any]) -> None:
     events.append(redis, channel_for(user_id), {"data": data, "type": "job"}, retention)
     if data["status"] in state.TERMINAL:
         metrics.job_ended(redis, data)
+        _bound_in_redis(redis, data["id"])
+
+
+# Once the record holds a job's end, RQ's copy is only for rq-dashboard: it expires
+# within ARGV[1] seconds (sooner if RQ said so, as a finished job's result_ttl does),
+# and so does its place in the failed registry (RQ keeps a failure a year). The
+# canceled registry, which RQ never cleans, is cleared by myapp.reaper.
+# KEYS: job hash, its results, failed registry. ARGV: TTL, job id.
+_BOUND = """
+local ttl = tonumber(ARGV[1])
+for i = 1, 2 do
+  local left = redis.call('TTL', KEYS[i])
+  if left == -1 or left > ttl then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+local until_ = tonumber(redis.call('TIME')[1]) + ttl
+local score = redis.call('ZSCORE', KEYS[3], ARGV[2])
+if score and (score == 'inf' or tonumber(score) > until_) then
+  redis.call('ZADD', KEYS[3], until_, ARGV[2])
+end
+"""
+
+
+def _bound_in_redis(redis, job_id: str) -> None:
+    queue = get_queue()
+    keys = [
+        Job.key_for(job_id),
+        Result.get_key(job_id),
+        queue.failed_job_registry.key,
+    ]
+    redis.eval(_BOUND, len(keys), *keys, current_app.config["JOB_REDIS_TTL_SECONDS"], job_id)
 
 
 # -- jobs in pieces: a child's change moves its parent (see myapp.batches) --------

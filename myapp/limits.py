@@ -1,5 +1,6 @@
-"""Per-user limits: ``MAX_ACTIVE_JOBS_PER_USER`` queued or running jobs, and
-``MAX_STREAMS_PER_USER`` open streams.
+"""Per-user limits: ``MAX_ACTIVE_JOBS_PER_USER`` queued or running jobs,
+``MAX_JOBS_PER_HOUR`` jobs started, ``MAX_STORED_BYTES_PER_USER`` bytes of uploads,
+and ``MAX_STREAMS_PER_USER`` open streams.
 
 The count lives in Redis, as a set of job ids per user, so every web and worker
 process sees the same one: a job takes its place when submitted and gives it
@@ -10,10 +11,15 @@ was killed, so the count cannot drift.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app
 
+from myapp import state, uploads
 from myapp.connections import get_redis
+from myapp.db import db
 from myapp.events import admitted_key, channel_for
+from myapp.models import TrackedJob
 
 _ADMIT = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
@@ -28,17 +34,64 @@ class TooManyJobs(Exception):
     """The user has as many active jobs as allowed."""
 
 
+class StorageFull(Exception):
+    """The user's uploads would take more than ``MAX_STORED_BYTES_PER_USER``."""
+
+
+def _too_many_active(limit: int) -> TooManyJobs:
+    return TooManyJobs(f"you already have {limit} active jobs; wait for one to end or cancel one")
+
+
 def admit(user_id: int, job_id: str) -> None:
     limit = current_app.config["MAX_ACTIVE_JOBS_PER_USER"]
     key = admitted_key(channel_for(user_id))
     if not get_redis().eval(_ADMIT, 1, key, job_id, limit):
-        raise TooManyJobs(
-            f"you already have {limit} active jobs; wait for one to end or cancel one"
+        raise _too_many_active(limit)
+
+
+def precheck(user_id: int, uploading: bool) -> None:
+    """Refuse a user who could not start a job anyway, before the request's body is
+    read: parsing and validating an import of 40 MB takes a web process for seconds.
+
+    :class:`TooManyJobs` for a user with every active place taken (:func:`admit`
+    still decides, atomically, once the body is valid) or with ``MAX_JOBS_PER_HOUR``
+    jobs started in the last hour (pieces not counted); :class:`StorageFull` when
+    ``uploading`` and the user's storage is full. The hour is counted in the
+    database's records, so it holds across processes; requests at the same instant
+    may both pass, so it can be passed by a request or two, not by a flood.
+    """
+    config = current_app.config
+    limit = config["MAX_ACTIVE_JOBS_PER_USER"]
+    if get_redis().scard(admitted_key(channel_for(user_id))) >= limit:
+        raise _too_many_active(limit)
+    per_hour = config["MAX_JOBS_PER_HOUR"]
+    since = state.utcnow() - timedelta(hours=1)
+    started = db.session.scalar(
+        db.select(db.func.count(TrackedJob.id)).where(
+            TrackedJob.user_id == user_id,
+            TrackedJob.parent_id.is_(None),
+            TrackedJob.created_at >= since,
         )
+    )
+    if started >= per_hour:
+        raise TooManyJobs(f"you started {per_hour} jobs in the last hour; wait and try again")
+    check_storage(user_id, 1 if uploading else 0)
 
 
-def release(user_id: int, job_id: str) -> None:
-    get_redis().srem(admitted_key(channel_for(user_id)), job_id)
+def check_storage(user_id: int, new_bytes: int) -> None:
+    """:class:`StorageFull` when ``new_bytes`` (> 0) more of uploads would pass
+    ``MAX_STORED_BYTES_PER_USER``."""
+    if new_bytes <= 0:
+        return
+    config = current_app.config
+    quota = config["MAX_STORED_BYTES_PER_USER"]
+    stored = uploads.stored_bytes(user_id)
+    if stored + new_bytes > quota:
+        raise StorageFull(
+            f"your uploads would take {(stored + new_bytes) / 2**20:.1f} MiB, more than the "
+            f"{quota / 2**20:.1f} MiB allowed; ended jobs and their uploads are deleted "
+            f"after {config['JOB_RETENTION_DAYS']:g} days"
+        )
 
 
 # -- open streams ---------------------------------------------------------------------

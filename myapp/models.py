@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -62,12 +62,17 @@ class TrackedJob(db.Model):
     """A job as users see it, kept after RQ forgets it and across Redis restarts."""
 
     __tablename__ = "tracked_jobs"
-    __table_args__ = (Index("ix_tracked_jobs_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_tracked_jobs_user_created", "user_id", "created_at"),
+        Index("ix_tracked_jobs_ended_at", "ended_at"),  # for the retention
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(50))
-    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Deferred: nothing that lists or streams jobs shows them, and they can be
+    #: large; they load when read (a retry enqueues them again).
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     status: Mapped[str] = mapped_column(String(20))
     progress_done: Mapped[int | None]
     progress_total: Mapped[int | None]
@@ -143,6 +148,24 @@ class TrackedJob(db.Model):
         self.result = job["result"]
         if self.group_mode:
             self.progress_percent = progress["percent"]
+
+
+class Upload(db.Model):
+    """Rows a user uploaded for a job, stored once, outside the job's record and RQ's
+    copy of it: the job's params hold only ``{"upload": id}`` (see :mod:`myapp.uploads`).
+    """
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The job that reads it; deleted with that job's record.
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    #: Bytes stored (``data``'s length), counted against ``MAX_STORED_BYTES_PER_USER``.
+    size_bytes: Mapped[int]
+    #: The validated rows as zlib-compressed JSON; deferred, as only the job reads it.
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
 
 
 class Contact(db.Model):

@@ -24,7 +24,7 @@ from redis import Redis
 from rq.executions import ExecutionRegistry
 from rq.queue import Queue
 
-from myapp import control, lifecycle, state
+from myapp import control, lifecycle, retention, state
 from myapp.db import db
 from myapp.models import TrackedJob
 
@@ -85,6 +85,8 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
     )
     for job_id in {*expired, *rows}:
         _resolve(job_id, quiet)
+    if force:  # RQ's maintenance, between jobs: not while a job's horse is watched
+        retention.purge(queue)
 
 
 def put_back_taken(queue: Queue, quiet: float) -> list[str]:

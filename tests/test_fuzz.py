@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from myapp import uploads
 from myapp.connections import get_queue
 from myapp.db import db
-from myapp.models import TrackedJob, User
+from myapp.models import TrackedJob, Upload, User
 
 EXAMPLES = 1200
 
@@ -67,7 +68,7 @@ PARAMS = {
     ),
     "import_contacts": params_with(
         {"rows": st.lists(params_with({"name": text, "email": text}, {"phone": text}), max_size=4)},
-        {},
+        {"upload": st.uuids().map(str) | text},  # only the server may name an upload
     ),  # fmt: skip
     "publish_album": params_with(
         {"items": st.lists(item, max_size=4)},
@@ -127,8 +128,7 @@ def requests_(draw):
     return "multipart/form-data", {"kind": kind, "file": draw(csv_files)}
 
 
-@pytest.fixture(scope="module")
-def fuzz_app(service_env):
+def _fuzz_app(service_env, **config):
     from myapp import create_app
 
     app = create_app(
@@ -140,6 +140,8 @@ def fuzz_app(service_env):
             "RQ_QUEUE": f"fuzz-{uuid.uuid4().hex[:8]}",
             "MAX_ACTIVE_JOBS_PER_USER": 1_000_000,
             "MAX_RUNNING_JOBS_PER_USER": 1_000_000,  # none held back by the rate limit
+            "MAX_JOBS_PER_HOUR": 1_000_000,
+            **config,
         }
     )
     with app.app_context():
@@ -155,12 +157,25 @@ def fuzz_app(service_env):
         db.engine.dispose()
 
 
-def counts(app, user_id) -> tuple[int, int]:
-    """(the user's rows, the fuzz queue's jobs: queued or waiting on another)."""
+@pytest.fixture(scope="module")
+def fuzz_app(service_env):
+    yield from _fuzz_app(service_env)
+
+
+@pytest.fixture(scope="module")
+def quota_app(service_env):
+    """Quotas that the generated requests soon reach: 3 jobs an hour, 300 bytes stored."""
+    yield from _fuzz_app(service_env, MAX_JOBS_PER_HOUR=3, MAX_STORED_BYTES_PER_USER=300)
+
+
+def counts(app, user_id) -> tuple[int, int, int]:
+    """(the user's rows, the fuzz queue's jobs: queued or waiting on another, the
+    user's uploads)."""
     with app.app_context():
         queue = get_queue()
         rows = db.session.scalar(db.select(db.func.count(TrackedJob.id)).filter_by(user_id=user_id))
-        return rows, queue.count + queue.deferred_job_registry.count
+        stored = db.session.scalar(db.select(db.func.count(Upload.id)).filter_by(user_id=user_id))
+        return rows, queue.count + queue.deferred_job_registry.count, stored
 
 
 @settings(
@@ -172,7 +187,24 @@ def counts(app, user_id) -> tuple[int, int]:
 )  # fmt: skip
 @given(request=requests_())
 def test_no_request_breaks_the_api_or_leaves_half_a_job(fuzz_app, request):
-    app, user_id, headers = fuzz_app
+    check_request(fuzz_app, request)
+
+
+@settings(
+    max_examples=EXAMPLES // 6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
+)  # fmt: skip
+@given(request=requests_())
+def test_past_a_quota_no_request_breaks_the_api_or_leaves_half_a_job(quota_app, request):
+    check_request(quota_app, request, refusals=(400, 413, 429))
+
+
+def check_request(fuzz, request, refusals=(400, 413)) -> None:
+    """Below 500; a refusal is JSON and leaves nothing; a 202 adds exactly its job."""
+    app, user_id, headers = fuzz
     content_type, body = request
     client = app.test_client()
     before = counts(app, user_id)
@@ -188,6 +220,7 @@ def test_no_request_breaks_the_api_or_leaves_half_a_job(fuzz_app, request):
 
     assert response.status_code < 500, response.get_data(as_text=True)[:300]
     if response.status_code >= 400:
+        assert response.status_code in refusals, response.get_data(as_text=True)[:300]
         assert response.is_json, response.get_data(as_text=True)[:300]
         assert isinstance(response.json["error"], str) and response.json["error"]
         assert after == before
@@ -195,4 +228,32 @@ def test_no_request_breaks_the_api_or_leaves_half_a_job(fuzz_app, request):
         assert response.status_code == 202
         job = response.json
         pieces = len(job.get("children", []))
-        assert after == (before[0] + 1 + pieces, before[1] + (pieces or 1))
+        upload = job["kind"] == "import_contacts"
+        assert after == (before[0] + 1 + pieces, before[1] + (pieces or 1), before[2] + upload)
+
+
+def test_params_cannot_name_another_users_upload(fuzz_app, service_env):
+    """Only the server makes upload references: a client's ``upload`` is refused."""
+    app, user_id, headers = fuzz_app
+    with app.app_context():
+        other = User(name=f"other-{uuid.uuid4().hex[:8]}")
+        other.set_password("x")
+        db.session.add(other)
+        db.session.commit()
+        theirs = uploads.new(other.id, str(uuid.uuid4()), uploads.pack([{"name": "x"}]))
+        db.session.commit()
+        upload_id = theirs.id
+    before = counts(app, user_id)
+    for params in (
+        {"upload": upload_id},
+        {"upload": upload_id, "rows": [{"name": "a", "email": "a@b.io"}]},
+    ):
+        response = app.test_client().post(
+            "/api/jobs", json={"kind": "import_contacts", "params": params}, headers=headers
+        )
+        assert response.status_code == 400, response.json
+        assert "params.upload" in response.json["error"]
+    assert counts(app, user_id) == before
+    # And a job that names it anyway (enqueued by hand) cannot read it.
+    with app.app_context(), pytest.raises(uploads.MissingUpload):
+        uploads.load(upload_id, user_id)

@@ -15,17 +15,18 @@ import requests
 from redis import Redis
 from rq import Worker
 
-from myapp import jobs
+from myapp import jobs, uploads
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.jobs import import_contacts
 from myapp.models import Contact, TrackedJob, User
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from tests.sse_client import Stream
-from tests.test_api import rows_of, rq_jobs_of
+from tests.test_api import _user_id, rows_of, rq_jobs_of
 from tests.test_auth import csrf_token
 from tests.test_control import worker_running
 from tests.test_stream import TERMINAL, snapshot_sent
+from tests.test_worker import enqueue_test_job
 
 HEADER = b"name,email,phone\n"
 
@@ -250,9 +251,12 @@ def test_a_csv_upload_starts_the_same_job_as_json(app, client, alice):
         ]
     }
     with app.app_context():
-        assert db.session.get(TrackedJob, job["id"]).params == expected
+        # The rows are stored once, as an upload; the record and RQ only name it.
+        params = db.session.get(TrackedJob, job["id"]).params
+        assert set(params) == {"upload"}
+        assert uploads.load(params["upload"], _user_id(alice)) == expected["rows"]
         rq_job = get_queue().fetch_job(job["id"])
-        assert rq_job.kwargs == expected
+        assert rq_job.kwargs == params
         assert rq_job.func_name == "myapp.jobs.import_contacts.run"
         assert rq_job.meta["kind"] == "import_contacts"
 
@@ -553,3 +557,18 @@ def test_a_killed_worker_resumes_on_a_new_one_at_its_cursor(
     finally:
         job.close()
     job.check_the_end(app, resumed_after=1000)
+
+
+def test_an_import_queued_with_its_rows_inline_still_runs(app, server, worker, alice):
+    """Jobs enqueued before uploads were stored apart carry their rows in RQ's kwargs."""
+    rows = [{"name": "Ada", "email": "ada@example.com", "phone": None}]
+    job_id = enqueue_test_job(app, alice, "myapp.jobs.import_contacts.run", rows=rows)
+
+    def ended():
+        with app.app_context():
+            status = db.session.get(TrackedJob, job_id).status
+            db.session.rollback()
+            return status if status in TERMINAL else None
+
+    assert wait_until(ended) == "finished"
+    assert [c.email for c in contacts_of(app, job_id=job_id)] == ["ada@example.com"]

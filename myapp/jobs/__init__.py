@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from rq import Retry
 from rq.rate_limit import RateLimit
 
-from myapp import batches, lifecycle, limits, metrics, state
+from myapp import batches, lifecycle, limits, metrics, state, uploads
 from myapp.connections import get_queue, get_redis
 from myapp.db import db, kept_after_commit
 from myapp.jobs import generate_profile, import_contacts, process_run, publish_album
@@ -40,6 +40,9 @@ class Kind:
     pieces: Callable[[dict[str, Any]], list[Piece]] | None = None
     #: A piece of another kind's job: users cannot start it on its own.
     internal: bool = False
+    #: The parameter whose value is stored once as an upload (:mod:`myapp.uploads`);
+    #: the job's params then name it, ``{"upload": id}``, instead of holding it.
+    upload: str | None = None
 
 
 KINDS: dict[str, Kind] = {
@@ -49,6 +52,7 @@ KINDS: dict[str, Kind] = {
         import_contacts.Params,
         timeout=1800,
         retry=Retry(max=3, interval=[1, 5, 15]),
+        upload="rows",
     ),
     "publish_album": Kind(
         None, publish_album.Params, timeout=3600, mode="batch", pieces=publish_album.pieces
@@ -120,15 +124,25 @@ def _describe(error: dict[str, Any]) -> str:
 def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Record and enqueue a job whose ``params`` passed :func:`validate`.
 
-    The user's place is taken first (:class:`myapp.limits.TooManyJobs` when none is
-    left), then the rows are written (a job in pieces has one per piece), then the
-    jobs enqueued; a failure at any point undoes the steps before it, so nothing
-    is left half-made.
+    The caller checked the hourly quota (:func:`myapp.limits.precheck`). The user's
+    storage is checked and place taken first (:class:`myapp.limits.StorageFull`,
+    :class:`myapp.limits.TooManyJobs`), then the rows are written (a job in pieces
+    has one per piece; an upload goes in a row of its own, named by the params),
+    then the jobs enqueued; a failure at any point undoes the steps before it, so
+    nothing is left half-made.
     """
     spec = KINDS[kind]
     now = state.utcnow()
+    job_id = str(uuid.uuid4())
+    upload = None
+    if spec.upload is not None:
+        data = uploads.pack(params[spec.upload])
+        limits.check_storage(user.id, len(data))
+        upload = uploads.new(user.id, job_id, data)
+        kept = {name: value for name, value in params.items() if name != spec.upload}
+        params = {**kept, "upload": upload.id}
     row = TrackedJob(
-        id=str(uuid.uuid4()),
+        id=job_id,
         user_id=user.id,
         kind=kind,
         params=params,
@@ -155,7 +169,11 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         )
         for position, piece in enumerate(pieces)
     ]
-    limits.admit(user.id, row.id)
+    try:
+        limits.admit(user.id, row.id)
+    except Exception:  # refused, or Redis down: the upload added above is not kept
+        db.session.rollback()
+        raise
     try:
         db.session.add_all([row, *children])
         with kept_after_commit():  # the enqueue and the answer read the rows
@@ -171,7 +189,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
             # Whatever kept the jobs out of Redis, no row or job may outlive it.
             for child in children:
                 _forget(child.id)
-            for record in [*children, row]:
+            for record in [*children, row, *([upload] if upload else [])]:
                 db.session.delete(record)
             db.session.commit()
             raise

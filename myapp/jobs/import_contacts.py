@@ -4,7 +4,9 @@ The rows come as JSON (``{"rows": [{"name": ..., "email": ...}, ...]}``) or as a
 uploaded CSV that :func:`form_payload` turns into that same payload before
 :func:`myapp.jobs.validate`. The parameters are strict on shape (types, keys, sizes)
 and permissive on content: a row whose email is not an address is a *bad row*,
-counted and reported in the result, not a refused request.
+counted and reported in the result, not a refused request. The validated rows are
+stored once, as an upload (:mod:`myapp.uploads`), and the job gets ``{"upload": id}``:
+neither the job's record nor RQ's copy of it holds them.
 
 The job is resumable (:mod:`myapp.steps`): rows are written in batches of
 :data:`BATCH`, each committed together with the cursor, so a job killed at row
@@ -29,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rq import get_current_job
 from sqlalchemy import func, select
 
-from myapp import jobs
+from myapp import jobs, uploads
 from myapp.db import db
 from myapp.models import Contact
 from myapp.steps import job_steps
@@ -76,11 +78,14 @@ class Params(BaseModel):
 # -- the job ------------------------------------------------------------------
 
 
-def run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def run(upload: str | None = None, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Import the rows of ``upload`` (or, for a job queued before uploads were
+    stored apart, the ``rows`` themselves)."""
     job = get_current_job()
     if job is None:
         raise RuntimeError("import_contacts runs on a worker: it needs its job's id and user")
     user_id, job_id = job.meta["user_id"], job.id
+    rows = uploads.load(upload, user_id) if upload is not None else rows or []
     total = len(rows)
     bad = BadRows()
     with job_steps() as steps, steps.step("import", total=total) as step:

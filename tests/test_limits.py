@@ -1,0 +1,166 @@
+"""Per-user limits on what one user may start and store (see :mod:`myapp.limits`)."""
+
+import io
+import uuid
+
+import pytest
+from sqlalchemy import event
+
+from myapp import jobs, uploads
+from myapp.db import db
+from myapp.models import TrackedJob, Upload
+from tests.test_api import PROCESS, _user_id, rows_of
+
+CONTACTS = {
+    "kind": "import_contacts",
+    "params": {"rows": [{"name": f"P{i}", "email": f"p{i}@example.com"} for i in range(2000)]},
+}
+
+
+@pytest.fixture
+def alice(accounts):
+    return accounts.create()
+
+
+@pytest.fixture
+def idle_app(make_app):
+    """An app whose jobs go to a queue of their own, that no worker takes from."""
+
+    def make(**config):
+        return make_app(RQ_QUEUE=f"idle-{uuid.uuid4().hex[:8]}", **config)
+
+    return make
+
+
+def stored_size(body) -> int:
+    """The bytes the upload of this import stores."""
+    return len(uploads.pack(jobs.validate(body)[1]["rows"]))
+
+
+def uploads_of(app, account) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            db.select(db.func.count(Upload.id)).where(Upload.user_id == _user_id(account))
+        )
+
+
+def selects_during(app, call) -> list[str]:
+    """The SQL statements ``call()`` runs."""
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return statements
+
+
+def test_listing_jobs_reads_neither_params_nor_uploads(idle_app, alice):
+    app = idle_app()
+    client = app.test_client()
+    assert client.post("/api/jobs", json=CONTACTS, headers=alice.headers).status_code == 202
+    listed = []
+    statements = selects_during(
+        app, lambda: listed.append(client.get("/api/jobs", headers=alice.headers))
+    )
+    assert listed[0].status_code == 200 and len(listed[0].json["jobs"]) == 1
+    jobs_selects = [s for s in statements if "FROM tracked_jobs" in s]
+    assert jobs_selects, statements
+    assert not any("tracked_jobs.params" in s for s in jobs_selects), jobs_selects
+    assert not any("uploads" in s for s in statements), statements
+    with app.app_context():
+        row = db.session.scalar(db.select(TrackedJob).filter_by(user_id=_user_id(alice)))
+        assert set(row.params) == {"upload"}  # the rows are not in the record at all
+
+
+class CountingBody(io.RawIOBase):
+    """A request body of ``size`` bytes that counts what the server reads of it."""
+
+    def __init__(self, size: int):
+        self.size, self.position, self.read_bytes = size, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True  # the test client measures the body by seeking to its end
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = offset if whence == 0 else self.size + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self.size - self.position))
+        buffer[:count] = b"x" * count
+        self.position += count
+        self.read_bytes += count
+        return count
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
+def test_an_over_limit_user_is_refused_before_the_body_is_read(idle_app, alice, content_type):
+    app = idle_app(MAX_ACTIVE_JOBS_PER_USER=1, MAX_CONTENT_LENGTH=48 * 2**20)
+    client = app.test_client()
+    assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
+    body = CountingBody(40 * 2**20)
+    response = client.post(
+        "/api/jobs",
+        input_stream=body,
+        content_length=body.size,
+        content_type=content_type,
+        headers=alice.headers,
+    )
+    assert response.status_code == 429, response.get_data(as_text=True)[:300]
+    assert "1 active jobs" in response.json["error"]
+    assert body.read_bytes == 0
+
+
+def test_the_hourly_quota_answers_429_and_starts_nothing(idle_app, alice):
+    client = idle_app(MAX_JOBS_PER_HOUR=2).test_client()
+    app = client.application
+    for _ in range(2):
+        assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
+    before = rows_of(app, alice)
+    response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
+    assert response.status_code == 429
+    assert "2 jobs in the last hour" in response.json["error"]
+    assert rows_of(app, alice) == before
+
+
+def test_the_stored_bytes_quota_answers_413_and_stores_nothing(idle_app, alice):
+    size = stored_size(CONTACTS)
+    client = idle_app(MAX_STORED_BYTES_PER_USER=size * 3 // 2).test_client()
+    app = client.application
+    assert client.post("/api/jobs", json=CONTACTS, headers=alice.headers).status_code == 202
+    before = rows_of(app, alice), uploads_of(app, alice)
+    response = client.post("/api/jobs", json=CONTACTS, headers=alice.headers)
+    assert response.status_code == 413
+    assert "your uploads would take" in response.json["error"]
+    assert (rows_of(app, alice), uploads_of(app, alice)) == before
+    # A job that stores nothing still starts.
+    assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
+
+
+def test_an_upload_is_refused_before_it_is_read_when_storage_is_full(idle_app, alice):
+    size = stored_size(CONTACTS)
+    client = idle_app(MAX_STORED_BYTES_PER_USER=size).test_client()
+    assert client.post("/api/jobs", json=CONTACTS, headers=alice.headers).status_code == 202
+    body = CountingBody(40 * 2**20)
+    response = client.post(
+        "/api/jobs",
+        input_stream=body,
+        content_length=body.size,
+        content_type="multipart/form-data; boundary=b",
+        headers=alice.headers,
+    )
+    assert response.status_code == 413 and "error" in response.json
+    assert body.read_bytes == 0
