@@ -6,13 +6,21 @@ none, because a browser never adds that header to a cross-site request.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, redirect, render_template, request, url_for
+import functools
+import secrets
+
+from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import escape
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from myapp import security
 from myapp.db import db
 from myapp.models import ApiToken, User
+
+#: The session key holding :attr:`User.session_version` from sign-in.
+_VERSION_KEY = "session_version"
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -45,9 +53,13 @@ def _protect_forms():
 
 
 def _csrf_error(error: CSRFError):
+    # A refusal must leave the session alone: a page with a form would call
+    # csrf_token(), start a new session for a cross-site post (which carries no
+    # cookie) and replace the visitor's cookie, signing them out.
     if wants_json():
         return jsonify(error=error.description), 400
-    return render_template("index.html", user=None, error=error.description), 400
+    page = f"<!doctype html><title>Bad request</title><p>{escape(error.description)}</p>"
+    return page, 400, {"Content-Type": "text/html; charset=utf-8"}
 
 
 @login_manager.user_loader
@@ -55,7 +67,10 @@ def _load_session_user(user_id: str) -> User | None:
     # A request that presents a token is judged by the token alone.
     if request.authorization is not None:
         return None
-    return db.session.get(User, int(user_id))
+    user = db.session.get(User, int(user_id))
+    if user is None or session.get(_VERSION_KEY) != user.session_version:
+        return None  # signed out since, everywhere: sign-out, revoke or a new password
+    return user
 
 
 @login_manager.request_loader
@@ -79,21 +94,41 @@ def login():
     """Sign in; after too many failures for a name or from an address in a few
     minutes (:mod:`myapp.security`), attempts answer 429 without checking anything."""
     name = request.form.get("name", "")[:200]
-    if security.login_blocked(name):
+    if not security.login_reserve(name):
         error = "Too many failed sign-ins. Wait a few minutes, then try again."
         return render_template("index.html", user=None, error=error), 429
     user = db.session.scalar(db.select(User).filter_by(name=name))
-    if user is None or not user.check_password(request.form.get("password", "")):
-        security.login_failed(name)
+    if not _password_matches(user, request.form.get("password", "")):
         return render_template("index.html", user=None, error="Wrong name or password."), 401
     security.login_succeeded(name)
+    session.clear()  # nothing from before sign-in survives it, the CSRF secret included
     login_user(user)
+    session[_VERSION_KEY] = user.session_version
     return redirect(url_for("pages.index"))
+
+
+def _password_matches(user: User | None, password: str) -> bool:
+    """An unknown name costs the same hash as a known one, so the answer's time
+    does not tell which names exist."""
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    return user.check_password(password)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_hex(16))  # the method set_password uses
 
 
 @bp.post("/logout")
 def logout():
+    """Sign out this session and every copy of its cookie."""
+    if current_user.is_authenticated and request.authorization is None:
+        current_user.end_sessions()
+        db.session.commit()
     logout_user()
+    session.clear()
     return redirect(url_for("pages.index"))
 
 

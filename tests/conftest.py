@@ -101,7 +101,7 @@ def service_env(redis_url, database_url):
         **os.environ,
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-" + "x" * 32,  # config refuses keys under 32 bytes
         "STREAM_HEARTBEAT_SECONDS": "1",
         "STREAM_QUEUE_SIZE": "50",
         "WORKER_DEATH_SECONDS": "6",

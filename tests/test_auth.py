@@ -8,6 +8,18 @@ def csrf_token(client) -> str:
     return re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
 
 
+def sign_in(client, account, token: str | None = None):
+    """Sign ``client`` in as ``account`` on the page's form; the response."""
+    form = {"name": account.name, "password": account.password}
+    response = client.post("/login", data={**form, "csrf_token": token or csrf_token(client)})
+    assert response.status_code == 302
+    return response
+
+
+def session_cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
 @pytest.fixture
 def alice(accounts):
     return accounts.create()
@@ -49,10 +61,8 @@ def test_forms_need_the_csrf_token(client, alice):
 
 
 def test_page_api_calls_need_the_csrf_header(client, alice):
-    token = csrf_token(client)
-    client.post(
-        "/login", data={"name": alice.name, "password": alice.password, "csrf_token": token}
-    )
+    sign_in(client, alice)
+    token = csrf_token(client)  # the page's, after sign-in
     body = {"kind": "process_run", "params": {"steps": 1, "step_seconds": 0}}
     refused = client.post("/api/jobs", json=body)
     assert refused.status_code == 400
@@ -64,3 +74,43 @@ def test_page_api_calls_need_the_csrf_header(client, alice):
 def test_bearer_requests_need_no_csrf(client, alice):
     body = {"kind": "process_run", "params": {"steps": 1, "step_seconds": 0}}
     assert client.post("/api/jobs", json=body, headers=alice.headers).status_code == 202
+
+
+def test_a_cookie_copied_before_sign_out_no_longer_works(app, client, alice):
+    sign_in(client, alice)
+    copied = session_cookie(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/api/jobs").status_code == 401
+    assert 'action="/login"' in thief.get("/").get_data(as_text=True)
+
+
+def test_signing_out_one_session_leaves_the_user_able_to_sign_in_again(client, alice):
+    sign_in(client, alice)
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    sign_in(client, alice)
+    assert client.get("/api/jobs").status_code == 200
+
+
+def test_a_csrf_token_from_before_sign_in_is_refused_after_it(client, alice):
+    before = csrf_token(client)
+    sign_in(client, alice, token=before)
+    response = client.post("/logout", data={"csrf_token": before})
+    assert response.status_code == 400
+    assert client.get("/api/jobs").status_code == 200  # still signed in
+    assert client.post("/logout", data={"csrf_token": csrf_token(client)}).status_code == 302
+
+
+def test_a_refused_cross_site_post_leaves_the_session_alone(app, client, alice):
+    sign_in(client, alice)
+    # A cross-site form post carries no SameSite=Lax cookie and no CSRF token.
+    for path in ("/logout", "/login", "/anywhere"):
+        refused = app.test_client().post(path, data={"name": "x"})
+        assert refused.status_code == 400, path
+        cookies = refused.headers.getlist("Set-Cookie")
+        assert not [c for c in cookies if c.startswith("session=")], cookies
+        for cookie in cookies:  # what the visitor's browser would keep
+            name, _, rest = cookie.partition("=")
+            client.set_cookie(name, rest.split(";")[0])
+    assert client.get("/api/jobs").status_code == 200

@@ -23,7 +23,7 @@ from myapp.models import Contact, TrackedJob, User
 from tests.conftest import ROOT, wait_until
 from tests.sse_client import Stream
 from tests.test_api import _user_id, rows_of, rq_jobs_of
-from tests.test_auth import csrf_token
+from tests.test_auth import csrf_token, sign_in
 from tests.test_control import worker_running
 from tests.test_stream import TERMINAL, snapshot_sent
 from tests.test_worker import enqueue_test_job
@@ -286,10 +286,8 @@ def test_uploads_need_the_import_kind_and_a_file(app, client, alice):
 
 
 def test_a_signed_in_page_uploads_with_the_csrf_header(app, client, alice):
-    token = csrf_token(client)
-    client.post(
-        "/login", data={"name": alice.name, "password": alice.password, "csrf_token": token}
-    )
+    sign_in(client, alice)
+    token = csrf_token(client)  # the page's, after sign-in: sign-in starts a new session
     data = HEADER + b"Ada,ada@example.com,\n"
     refused = nothing_changes(app, alice, lambda: upload(client, data, {}))
     assert "CSRF" in refused

@@ -1,15 +1,22 @@
 """Headers, cookies, sign-in throttling, stream limits and tampered credentials."""
 
+import os
 import re
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 import requests
 
 from myapp import security
+from myapp.config import from_environment
 from myapp.db import db
 from myapp.models import User
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 from tests.sse_client import Stream
 from tests.test_auth import csrf_token
 from tests.test_stream import snapshot_sent
@@ -94,6 +101,119 @@ def test_trying_many_names_from_one_address_is_stopped(client, accounts):
     form = {"name": bob.name, "password": bob.password, "csrf_token": token}
     assert client.post("/login", data=form, environ_overrides=address).status_code == 429
     assert client.post("/login", data=form).status_code == 302  # another address
+
+
+def fresh_address() -> str:
+    """An address no earlier test signed in from: the throttle's counters outlive tests."""
+    return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
+
+
+def test_failures_from_one_address_never_block_the_right_password_from_another(make_app, accounts):
+    app = make_app(PROXY_COUNT=1)  # behind nginx: every request comes from the proxy
+    client = app.test_client()
+    alice = accounts.create()
+    token = csrf_token(client)
+    attacker = {"X-Forwarded-For": fresh_address()}
+    for i in range(security.LOGIN_ATTEMPTS_PER_ADDRESS):
+        name = alice.name if i < security.LOGIN_ATTEMPTS_PER_NAME else f"made-up-{i}"
+        form = {"name": name, "password": "guess", "csrf_token": token}
+        assert client.post("/login", data=form, headers=attacker).status_code == 401
+    right = {"name": alice.name, "password": alice.password, "csrf_token": token}
+    assert client.post("/login", data=right, headers=attacker).status_code == 429
+    bob = accounts.create()
+    for user in (alice, bob):
+        form = {"name": user.name, "password": user.password, "csrf_token": csrf_token(client)}
+        elsewhere = {"X-Forwarded-For": fresh_address()}
+        assert client.post("/login", data=form, headers=elsewhere).status_code == 302
+
+
+def test_guessing_one_name_from_many_addresses_is_bounded(client, alice, monkeypatch):
+    monkeypatch.setattr(security, "LOGIN_ATTEMPTS_PER_NAME_ANYWHERE", 6, raising=False)
+    token = csrf_token(client)
+    wrong = {"name": alice.name, "password": "guess", "csrf_token": token}
+    addresses = [{"REMOTE_ADDR": fresh_address()} for _ in range(6)]
+    for address in addresses:
+        assert client.post("/login", data=wrong, environ_overrides=address).status_code == 401
+    # Past the bound, addresses that failed get no more guesses at this name...
+    again = addresses[0]
+    assert client.post("/login", data=wrong, environ_overrides=again).status_code == 429
+    # ...and an address with no failures still signs in with the right password.
+    right = {**wrong, "password": alice.password}
+    fresh = {"REMOTE_ADDR": fresh_address()}
+    assert client.post("/login", data=right, environ_overrides=fresh).status_code == 302
+
+
+def test_a_burst_of_guesses_gets_only_the_allowed_number_checked(app, alice):
+    burst = 4 * security.LOGIN_ATTEMPTS_PER_NAME
+    clients = [app.test_client() for _ in range(burst)]
+    wrong = {"name": alice.name, "password": "guess"}
+    forms = [{**wrong, "csrf_token": csrf_token(client)} for client in clients]
+    start = threading.Barrier(burst)
+    statuses = []
+
+    address = {"REMOTE_ADDR": fresh_address()}
+
+    def guess(client, form):
+        start.wait()
+        statuses.append(client.post("/login", data=form, environ_overrides=address).status_code)
+
+    pairs = zip(clients, forms, strict=True)
+    threads = [threading.Thread(target=guess, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) == [401, 429]
+    assert statuses.count(401) == security.LOGIN_ATTEMPTS_PER_NAME
+
+
+def test_unknown_names_cost_a_password_hash_like_known_ones(client, accounts):
+    """Timed as a ratio of medians, interleaved, so a busy machine slows both alike."""
+    token = csrf_token(client)
+    known = [accounts.create().name for _ in range(10)]  # none of them near its limit
+    took: dict[str, list[float]] = {"known": [], "unknown": []}
+    for name in known:
+        for kind, tried in (("known", name), ("unknown", f"nobody-{name}")):
+            form = {"name": tried, "password": "guess", "csrf_token": token}
+            address = {"REMOTE_ADDR": fresh_address()}
+            begin = time.perf_counter()
+            assert client.post("/login", data=form, environ_overrides=address).status_code == 401
+            took[kind].append(time.perf_counter() - begin)
+    median = {kind: statistics.median(times) for kind, times in took.items()}
+    assert median["unknown"] >= 0.5 * median["known"], median
+
+
+def test_a_short_secret_key_is_refused_outside_debugging_and_tests(make_app):
+    with pytest.raises(RuntimeError, match="SECRET_KEY must be at least 32 bytes"):
+        make_app(TESTING=False, SECRET_KEY="test-secret")
+    assert make_app(SECRET_KEY="test-secret").testing  # tests may
+    assert make_app(TESTING=False, DEBUG=True, SECRET_KEY="dev").debug  # so may debugging
+    assert not make_app(TESTING=False, SECRET_KEY="k" * 32).testing
+
+
+def test_the_instance_folder_and_its_secret_are_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    instance = tmp_path / "instance"
+    from_environment(str(instance))
+    assert instance.stat().st_mode & 0o777 == 0o700
+    assert (instance / "secret_key").stat().st_mode & 0o777 == 0o600
+    instance.chmod(0o755)  # made by an older version
+    (instance / "secret_key").unlink()
+    from_environment(str(instance))
+    assert instance.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_dev_server_creates_private_files(tmp_path):
+    """What ``python3 app.py`` creates (the database, Redis' dump and log) is 0600."""
+    script = (
+        "import sqlite3, sys; from myapp import devserver; devserver.private_files(); "
+        "sqlite3.connect(sys.argv[1]).execute('create table t (a)')"
+    )
+    database = tmp_path / "myapp.db"
+    env = {**os.environ, "SECRET_KEY": "k" * 32}
+    subprocess.run([sys.executable, "-c", script, str(database)], cwd=ROOT, env=env, check=True)
+    assert database.stat().st_mode & 0o777 == 0o600
+    assert (ROOT / "instance").stat().st_mode & 0o777 == 0o700
 
 
 def test_open_streams_per_user_are_capped(server, accounts, service_env):

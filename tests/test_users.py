@@ -1,3 +1,6 @@
+from tests.test_auth import session_cookie, sign_in
+
+
 def test_create_prints_a_working_token_last(runner, client):
     result = runner.invoke(args=["user", "create", "carol-cli", "--password", "pw"])
     assert result.exit_code == 0, result.output
@@ -35,3 +38,37 @@ def test_token_for_unknown_user_is_an_error(runner):
     result = runner.invoke(args=["user", "token", "nobody-here"])
     assert result.exit_code != 0
     assert "no user 'nobody-here'" in result.output
+
+
+def test_revoke_signs_out_sessions_too(app, runner, client, accounts):
+    carol = accounts.create()
+    sign_in(client, carol)
+    copied = session_cookie(client)
+    result = runner.invoke(args=["user", "revoke", carol.name])
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/jobs").status_code == 401
+    assert "signed out its sessions" in result.output
+    other = app.test_client()
+    other.set_cookie("session", copied)
+    assert other.get("/api/jobs").status_code == 401
+    assert client.get("/api/jobs", headers=carol.headers).status_code == 401
+
+
+def test_a_new_password_signs_out_sessions(runner, client, accounts):
+    dan = accounts.create()
+    sign_in(client, dan)
+    result = runner.invoke(args=["user", "password", dan.name, "--password", "new-pass"])
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/jobs").status_code == 401
+    dan.password = "new-pass"
+    sign_in(client, dan)
+    assert client.get("/api/jobs").status_code == 200
+    assert client.get("/api/jobs", headers=dan.headers).status_code == 200  # tokens stay
+
+
+def test_password_without_one_prints_a_random_one(runner, accounts):
+    erin = accounts.create()
+    result = runner.invoke(args=["user", "password", erin.name])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("password: ")
+    assert runner.invoke(args=["user", "password", "nobody-here"]).exit_code != 0
