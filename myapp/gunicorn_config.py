@@ -6,7 +6,9 @@ serving thousands of connections; add processes (``WEB_CONCURRENCY``) for CPU.
 
 import os
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+#: ``BIND`` (host:port) overrides; platforms that route to ``$PORT`` need all
+#: interfaces, but only the proxy in front should reach gunicorn (docs/deploy.md).
+bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 #: gevent, with a cheaper write for streams (see :mod:`myapp.gunicorn_worker`).
 worker_class = "myapp.gunicorn_worker.StreamingWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
