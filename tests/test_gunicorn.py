@@ -1,5 +1,6 @@
 """gunicorn as the Procfile runs it: how it ends streams and slow connections."""
 
+import socket
 import subprocess
 import time
 
@@ -10,11 +11,11 @@ from tests.sse_client import Stream
 from tests.test_stream import snapshot_sent
 
 
-def start_gunicorn(service_env, *options: str) -> tuple[subprocess.Popen, str]:
+def start_gunicorn(service_env, *options: str, **env: str) -> tuple[subprocess.Popen, str]:
     """A gunicorn of its own (the session's server is shared), with extra options."""
     port = free_port()
     process = subprocess.Popen(
-        [*web_command(port)[:-1], *options, "app:app"], cwd=ROOT, env=service_env
+        [*web_command(port)[:-1], *options, "app:app"], cwd=ROOT, env={**service_env, **env}
     )
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: process.poll() is None and requests.get(f"{base}/healthz", timeout=1).ok)
@@ -39,3 +40,18 @@ def test_sigterm_ends_open_streams_at_once(service_env, worker, accounts):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_request_whose_headers_never_end_is_closed(service_env, worker):
+    process, base = start_gunicorn(service_env, HEADER_TIMEOUT_SECONDS="2")
+    try:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HT")  # the request line never ends
+            began = time.monotonic()
+            assert sock.recv(1024) == b"", "the server closes the connection"
+            waited = time.monotonic() - began
+        assert 1 < waited < 4, waited
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
