@@ -39,26 +39,32 @@ def _venv_python(extra: str | None) -> Path:
     return python
 
 
-def _ensure_chromium() -> None:
-    """The browser tests drive Debian's chromium; install it when it is missing."""
-    if shutil.which("chromium"):
+#: Debian packages the tests drive, by the command each brings: the page tests
+#: drive chromium; the stream is checked with node's npm ``eventsource`` client.
+TEST_PACKAGES = {"chromium": "chromium", "node": "nodejs", "npm": "npm"}
+
+
+def _ensure_test_packages() -> None:
+    """Install the Debian packages the tests need when they are missing."""
+    missing = [pkg for command, pkg in TEST_PACKAGES.items() if not shutil.which(command)]
+    if not missing:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
+            ["apt-get", "install", "-y", "-qq", *missing],
             check=True,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
     else:
-        sys.exit("the browser tests need chromium: install Debian's 'chromium' package")
+        sys.exit(f"the tests need Debian's {', '.join(missing)}: install them")
 
 
 def main(argv: list[str]) -> None:
     os.chdir(ROOT)
     if argv[:1] == ["test"]:
         python = _venv_python("test")
-        _ensure_chromium()
+        _ensure_test_packages()
         os.execv(python, [str(python), "-m", "pytest", *argv[1:]])
     python = _venv_python(None)
     os.execv(python, [str(python), "-m", "myapp.devserver", *argv])

@@ -111,6 +111,10 @@ def next_message(pubsub: PubSub, wait: float | None) -> dict[str, Any] | None:
     return pubsub.get_message(timeout=None)
 
 
+#: The largest part of a Redis stream id (both are unsigned 64-bit numbers).
+ID_PART_MAX = 2**64 - 1
+
+
 def parse_id(event_id: str | bytes | None) -> tuple[int, int] | None:
     """A stream id as a comparable pair, or None when it is not one."""
     if isinstance(event_id, bytes):
@@ -119,9 +123,11 @@ def parse_id(event_id: str | bytes | None) -> tuple[int, int] | None:
         return None
     ms, _, seq = event_id.partition("-")
     try:
-        return int(ms), int(seq or 0)
+        key = int(ms), int(seq or 0)
     except ValueError:
         return None
+    # Redis refuses ids outside 64 bits: such a client gets a snapshot, not an error.
+    return key if all(0 <= part <= ID_PART_MAX for part in key) else None
 
 
 @dataclass(frozen=True)
@@ -146,14 +152,19 @@ class Event:
 
 
 def replay(redis: Redis, channel: str, last_id: str) -> list[Event] | None:
-    """The events after ``last_id``, or None when some of them are no longer kept."""
+    """The events after ``last_id``, or None when some of them are no longer kept,
+    or when ``last_id`` is newer than any event (not an id this log gave out)."""
     after = parse_id(last_id)
     if after is None:
         return None
-    first = redis.xrange(log_key(channel), count=1)
-    if not first or parse_id(first[0][0]) > after:
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.xrange(log_key(channel), count=1)
+        pipe.xrevrange(log_key(channel), count=1)
+        first, last = pipe.execute()
+    if not first or parse_id(first[0][0]) > after or parse_id(last[0][0]) < after:
         # Either everything expired or the log was trimmed past the client's
-        # position (or Redis lost it): only a snapshot can be trusted.
+        # position (or Redis lost it), or the id is from the future: only a
+        # snapshot can be trusted.
         return None
     entries = redis.xrange(log_key(channel), min=f"({after[0]}-{after[1]}")
     return [Event.from_log(event_id, fields[b"m"]) for event_id, fields in entries]

@@ -2,12 +2,15 @@
 
 Each plain HTTP client socket is wrapped in :class:`myapp.sockets.SendFirst`:
 one ``send`` before ``sendall``, and the event hub may write to a waiting
-stream's socket itself. Used by the Procfile through :mod:`myapp.gunicorn_config`
+stream's socket itself. On SIGTERM its streams end at once, rather than holding the shutdown for the
+whole ``graceful_timeout``: their clients reconnect to another process and
+replay what they missed. Used by the Procfile through :mod:`myapp.gunicorn_config`
 (``worker_class``).
 """
 
 from __future__ import annotations
 
+import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from myapp.sockets import SendFirst
@@ -20,3 +23,13 @@ class StreamingWorker(GeventWorker):
         if not self.cfg.is_ssl and getattr(self.cfg, "protocol", "http") == "http":
             sock = SendFirst(sock)
         return super().handle_request(listener_name, req, sock, addr)
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        # Out of the signal handler: ending streams takes the hub's lock.
+        gevent.spawn(self._end_streams)
+
+    def _end_streams(self) -> None:
+        hub = getattr(self.wsgi, "extensions", {}).get("myapp.hub")
+        if hub is not None:
+            hub.end_streams()

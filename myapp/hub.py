@@ -266,7 +266,7 @@ class Hub:
                 if not self._closed.is_set():
                     log.warning("event subscription lost (%s); reconnecting", exc)
             self._ready.clear()
-            self._close_all()
+            self.end_streams()
             if self._closed.wait(0.5):
                 return
 
@@ -323,9 +323,9 @@ class Hub:
             if direct:
                 self.count_sent([event.key[0] for event in events], direct)
 
-    def _close_all(self) -> None:
-        """Events may have been missed while disconnected: end every stream, so each
-        client reconnects and replays from its last id."""
+    def end_streams(self) -> None:
+        """End every stream, so each client reconnects and replays from its last id:
+        after a lost subscription (events may have been missed), or on shutdown."""
         with self._lock:
             everyone = [s for local in self.subscribers.values() for s in local]
         if everyone:

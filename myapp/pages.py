@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template, send_from_directory
 from flask_login import current_user
 
 bp = Blueprint("pages", __name__)
@@ -12,3 +12,11 @@ bp = Blueprint("pages", __name__)
 def index():
     user = current_user if current_user.is_authenticated else None
     return render_template("index.html", user=user, error=None)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for this path whatever the page links; an SVG serves both."""
+    return send_from_directory(
+        current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400
+    )

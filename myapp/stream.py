@@ -102,13 +102,19 @@ class UserStream(ServerSentEventsBlueprint):
                 pass  # its lease runs out by itself
 
         last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        # A reconnect to a ?job= stream whose job had ended when it was opened.
+        ended = job_id is not None and last_id is not None and row.status in TERMINAL
         try:
-            opening, subscriber.sent, done = self._catch_up(
-                subscriber.channel, user_id, last_id, job_id
-            )
+            caught_up = self._catch_up(subscriber.channel, user_id, last_id, job_id, ended)
         except RedisError:
             closed()
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
+        if caught_up is None:
+            # The client has seen the end: 204 is what tells an EventSource to
+            # stop reconnecting (a stream held open would count against the limit).
+            closed()
+            return "", 204
+        opening, subscriber.sent, done = caught_up
         # The rest needs no request context: none is kept alive for the stream's life.
         response = current_app.response_class(
             _send(subscriber, opening, done, job_id),
@@ -119,10 +125,21 @@ class UserStream(ServerSentEventsBlueprint):
         response.call_on_close(closed)
         return response
 
-    def _catch_up(self, channel, user_id, last_id, job_id) -> tuple[bytes, tuple, bool]:
+    def _catch_up(
+        self, channel, user_id, last_id, job_id, ended: bool = False
+    ) -> tuple[bytes, tuple, bool] | None:
         """What the client missed, or a snapshot: (the text, its last key, whether
-        a ``?job=`` stream has already ended)."""
+        a ``?job=`` stream has already ended); None when the client reconnects to
+        an ``ended`` job and missed nothing of its end."""
         missed = events.replay(self.redis, channel, last_id) if last_id else None
+        if (
+            ended
+            and missed is not None
+            and not any(
+                _wanted(event, job_id) and event.job["status"] in TERMINAL for event in missed
+            )
+        ):
+            return None
         if missed is not None:
             texts, sent = [], events.parse_id(last_id)
             for event in missed:
@@ -133,6 +150,9 @@ class UserStream(ServerSentEventsBlueprint):
                 sent = event.key
             return b"".join(texts), sent, False
         cut, active = events.snapshot_cut(self.redis, channel)
+        if ended and events.parse_id(last_id) is not None:
+            if events.parse_id(last_id) >= events.parse_id(cut):
+                return None  # it already had this snapshot (an empty log's is "0-0")
         jobs = snapshot_jobs(user_id, active, job_id)
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
         snapshot = str(Message({"jobs": jobs}, type="snapshot", id=cut)).encode()

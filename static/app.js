@@ -157,6 +157,7 @@ async function startProcesses(event) {
     }
   } finally {
     button.disabled = false;
+    keepFocus(button);
   }
 }
 
@@ -172,6 +173,7 @@ async function startKind(event) {
     showAlert(`Could not start ${kind}: ${error.message}`);
   } finally {
     button.disabled = false;
+    keepFocus(button);
   }
 }
 
@@ -189,7 +191,25 @@ async function onRowAction(event) {
     showAlert(`Could not ${button.dataset.action} the job: ${error.message}`);
   } finally {
     button.disabled = false;
+    keepFocus(button.hidden ? rowFocus(button.closest('li.job')) : button);
   }
+}
+
+/**
+ * Disabling or hiding the focused control drops the focus to <body>, and a keyboard
+ * user back to the top of the page: put it on `target` instead.
+ */
+function keepFocus(target) {
+  const active = document.activeElement;
+  if (target && (active === null || active === document.body)) target.focus();
+}
+
+/** Where focus goes in a row whose focused control went away: Retry, or the row. */
+function rowFocus(row) {
+  const retry = row.querySelector('.action-retry');
+  if (retry && !retry.hidden) return retry;
+  row.tabIndex = -1;
+  return row;
 }
 
 async function importContacts(event) {
@@ -209,6 +229,7 @@ async function importContacts(event) {
     showAlert(`Could not import the file: ${error.message}`);
   } finally {
     button.disabled = false;
+    keepFocus(button);
   }
 }
 
@@ -371,8 +392,11 @@ function updateRow(row, job) {
   updateResult(row.querySelector('.job-result'), job);
   row.querySelector('.elapsed-value').textContent = elapsedText(job);
   if (job.parent) return;
-  row.querySelector('.action-cancel').hidden = TERMINAL.has(job.status);
+  const cancel = row.querySelector('.action-cancel');
+  const cancelFocused = document.activeElement === cancel;
+  cancel.hidden = TERMINAL.has(job.status);
   row.querySelector('.action-retry').hidden = !['failed', 'canceled', 'stopped'].includes(job.status);
+  if (cancelFocused && cancel.hidden) rowFocus(row).focus();
 }
 
 /** A finished job's result: a link to what it made, or its summary in words. */

@@ -169,3 +169,34 @@ def test_one_job_stream_ends_after_its_terminal_event(server, accounts, alice):
         ).status_code
         == 404
     )
+
+
+def test_a_numerically_valid_but_unusable_id_gets_a_snapshot(server, alice):
+    job = start(server, alice, steps=1, step_seconds=0)
+    huge = f"{2**64}-0"  # beyond what Redis takes
+    for last in ("99999999999999-0", huge, f"1-{2**70}", f"{10**30}"):
+        stream = Stream(f"{server}/stream", {**alice.headers, "Last-Event-ID": last})
+        try:
+            assert stream.response.status_code == 200, (last, stream.response.text)
+            events = stream.wait_for(lambda events: events, timeout=5)
+        finally:
+            stream.close()
+        assert events[0].type == "snapshot", last
+        assert job["id"] in [j["id"] for j in events[0].json()["jobs"]]
+
+
+def test_a_reconnect_to_an_ended_job_answers_204(server, alice):
+    job = start(server, alice, steps=3, step_seconds=0.01)
+    body = requests.get(
+        f"{server}/stream?job={job['id']}", headers=alice.headers, stream=True, timeout=30
+    ).text
+    last_id = [line for line in body.splitlines() if line.startswith("id:")][-1][3:]
+    again = requests.get(
+        f"{server}/stream?job={job['id']}",
+        headers={**alice.headers, "Last-Event-ID": last_id.strip()},
+        stream=True,  # a stream held open must fail the test, not hang it
+        timeout=5,
+    )
+    with again:
+        assert again.status_code == 204
+        assert again.raw.read(100) == b""
