@@ -138,6 +138,9 @@ class UserStream(ServerSentEventsBlueprint):
             and not any(
                 _wanted(event, job_id) and event.job["status"] in TERMINAL for event in missed
             )
+            # The record is written just before the end is published; the end has been
+            # once the job left the active jobs (in the script that logged it).
+            and not self.redis.hexists(events.active_key(channel), job_id)
         ):
             return None
         if missed is not None:
