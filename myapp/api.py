@@ -121,9 +121,10 @@ def cancel_job(job_id: str):
 
 @bp.post("/jobs/<job_id>/retry")
 def retry_job(job_id: str):
+    row = _own_job(job_id)
     try:
-        return control.retry(_own_job(job_id)), 202
+        return control.retry(row), 202
     except control.Conflict as exc:
         return jsonify(error=str(exc)), 409
-    except limits.TooManyJobs as exc:
-        return jsonify(error=str(exc)), 429
+    except (limits.TooManyJobs, RedisError) as exc:
+        return _refused(exc, row.kind)

@@ -49,6 +49,11 @@ def admit(user_id: int, job_id: str) -> None:
         raise _too_many_active(limit)
 
 
+def release(user_id: int, job_id: str) -> None:
+    """Give back the place :func:`admit` took, for a job that was not started after all."""
+    get_redis().srem(admitted_key(channel_for(user_id)), job_id)
+
+
 def precheck(user_id: int, uploading: bool) -> None:
     """Refuse a user who could not start a job anyway, before the request's body is
     read: parsing and validating an import of 40 MB takes a web process for seconds.

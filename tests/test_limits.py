@@ -4,10 +4,13 @@ import io
 import uuid
 
 import pytest
+from redis import Redis
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from myapp import jobs, uploads
 from myapp.db import db
+from myapp.events import admitted_key, channel_for
 from myapp.models import TrackedJob, Upload
 from tests.test_api import PROCESS, _user_id, rows_of
 
@@ -164,3 +167,47 @@ def test_an_upload_is_refused_before_it_is_read_when_storage_is_full(idle_app, a
     )
     assert response.status_code == 413 and "error" in response.json
     assert body.read_bytes == 0
+
+
+@pytest.fixture
+def redis_without_hset(app):
+    """The test Redis as a user that may not write hashes: RQ cannot store a job,
+    while the Lua script that takes a user's place still runs."""
+    admin = Redis.from_url(app.config["REDIS_URL"])
+    name = f"nohset-{uuid.uuid4().hex[:8]}"
+    admin.execute_command("ACL", "SETUSER", name, "on", ">pw", "~*", "allchannels", "+@all",
+                          "-hset", "-hmset")  # fmt: skip
+    url = make_url(app.config["REDIS_URL"]).set(username=name, password="pw")
+    yield url.render_as_string(hide_password=False)
+    admin.execute_command("ACL", "DELUSER", name)
+
+
+def test_a_job_redis_refuses_gives_back_its_place_and_keeps_no_row(
+    make_app, alice, redis_without_hset
+):
+    app = make_app(REDIS_URL=redis_without_hset, MAX_ACTIVE_JOBS_PER_USER=1)
+    client = app.test_client()
+    before = rows_of(app, alice), uploads_of(app, alice)
+    for body in (PROCESS, CONTACTS):  # twice past a limit of one: the place came back
+        response = client.post("/api/jobs", json=body, headers=alice.headers)
+        assert response.status_code == 503, response.get_data(as_text=True)[:300]
+        assert "nothing was started" in response.json["error"]
+    assert (rows_of(app, alice), uploads_of(app, alice)) == before
+    with app.app_context():
+        admitted = admitted_key(channel_for(_user_id(alice)))
+    assert Redis.from_url(app.config["REDIS_URL"]).scard(admitted) == 0
+
+
+def test_a_retry_redis_refuses_gives_back_its_place(make_app, alice, redis_without_hset):
+    queue = f"idle-{uuid.uuid4().hex[:8]}"
+    client = make_app(RQ_QUEUE=queue).test_client()
+    job = client.post("/api/jobs", json=PROCESS, headers=alice.headers).json
+    assert client.post(f"/api/jobs/{job['id']}/cancel", headers=alice.headers).status_code == 202
+    refused = make_app(REDIS_URL=redis_without_hset, RQ_QUEUE=queue, MAX_ACTIVE_JOBS_PER_USER=1)
+    for _ in range(2):
+        response = refused.test_client().post(f"/api/jobs/{job['id']}/retry", headers=alice.headers)
+        assert response.status_code == 503, response.get_data(as_text=True)[:300]
+    assert client.get(f"/api/jobs/{job['id']}", headers=alice.headers).json["status"] == "canceled"
+    with refused.app_context():
+        admitted = admitted_key(channel_for(_user_id(alice)))
+    assert Redis.from_url(refused.config["REDIS_URL"]).scard(admitted) == 0
