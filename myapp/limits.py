@@ -2,55 +2,76 @@
 ``MAX_JOBS_PER_HOUR`` jobs started, ``MAX_STORED_BYTES_PER_USER`` bytes of uploads,
 and ``MAX_STREAMS_PER_USER`` open streams.
 
-The count lives in Redis, as a set of job ids per user, so every web and worker
-process sees the same one: a job takes its place when submitted and gives it
+The active count lives in Redis, as a set of job ids per user, so every web and
+worker process sees the same one: a job takes its place when submitted and gives it
 back with its terminal event (in the same script that publishes it, see
 :mod:`myapp.events`), including the "worker died" event of a job whose worker
-was killed, so the count cannot drift.
+was killed, so the count cannot drift. The same script counts the job in the
+user's hour (a counter per clock hour of Redis' own time), so neither limit can be
+passed by requests that arrive together.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import current_app
 
-from myapp import state, uploads
+from myapp import uploads
 from myapp.connections import get_redis
-from myapp.db import db
 from myapp.events import admitted_key, channel_for
-from myapp.models import TrackedJob
 
+#: Seconds a window of ``MAX_JOBS_PER_HOUR`` lasts.
+HOUR = 3600
+
+# KEYS: the user's admitted jobs, the prefix of its hourly counters (the script names
+# the current hour's, by Redis' clock). ARGV: the job, the active limit, the hourly
+# limit, '1' to only look. Returns 1 (admitted, or would be), 0 (every active place is
+# taken) or -1 (the hour's jobs are spent). A job admitted already is admitted again.
 _ADMIT = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+local hour = KEYS[2] .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / tonumber(ARGV[5]))
+if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+if tonumber(redis.call('GET', hour) or 0) >= tonumber(ARGV[3]) then return -1 end
+if ARGV[4] == '1' then return 1 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], 604800)
+redis.call('INCR', hour)
+redis.call('EXPIRE', hour, ARGV[5])
 return 1
 """
 
 
 class TooManyJobs(Exception):
-    """The user has as many active jobs as allowed."""
+    """The user has as many active jobs, or has started as many this hour, as allowed."""
 
 
 class StorageFull(Exception):
     """The user's uploads would take more than ``MAX_STORED_BYTES_PER_USER``."""
 
 
-def _too_many_active(limit: int) -> TooManyJobs:
-    return TooManyJobs(f"you already have {limit} active jobs; wait for one to end or cancel one")
+def _take_place(user_id: int, job_id: str, look_only: bool) -> None:
+    config = current_app.config
+    active, per_hour = config["MAX_ACTIVE_JOBS_PER_USER"], config["MAX_JOBS_PER_HOUR"]
+    channel = channel_for(user_id)
+    keys = [admitted_key(channel), f"{channel}:hour"]
+    args = [job_id, active, per_hour, "1" if look_only else "0", HOUR]
+    answer = get_redis().eval(_ADMIT, len(keys), *keys, *args)
+    if answer == 0:
+        raise TooManyJobs(
+            f"you already have {active} active jobs; wait for one to end or cancel one"
+        )
+    if answer == -1:
+        raise TooManyJobs(f"you started {per_hour} jobs this hour; wait and try again")
 
 
 def admit(user_id: int, job_id: str) -> None:
-    limit = current_app.config["MAX_ACTIVE_JOBS_PER_USER"]
-    key = admitted_key(channel_for(user_id))
-    if not get_redis().eval(_ADMIT, 1, key, job_id, limit):
-        raise _too_many_active(limit)
+    """Take the job's place among the user's active jobs and count it in the user's
+    hour (a retry counts too); :class:`TooManyJobs` when either is full."""
+    _take_place(user_id, job_id, look_only=False)
 
 
 def release(user_id: int, job_id: str) -> None:
-    """Give back the place :func:`admit` took, for a job that was not started after all."""
+    """Give back the place :func:`admit` took, for a job that was not started after all
+    (it stays counted in the hour: it was tried)."""
     get_redis().srem(admitted_key(channel_for(user_id)), job_id)
 
 
@@ -58,36 +79,19 @@ def precheck(user_id: int, uploading: bool) -> None:
     """Refuse a user who could not start a job anyway, before the request's body is
     read: parsing and validating an import of 40 MB takes a web process for seconds.
 
-    :class:`TooManyJobs` for a user with every active place taken (:func:`admit`
-    still decides, atomically, once the body is valid) or with ``MAX_JOBS_PER_HOUR``
-    jobs started in the last hour (pieces not counted); :class:`StorageFull` when
-    ``uploading`` and the user's storage is full. The hour is counted in the
-    database's records, so it holds across processes; requests at the same instant
-    may both pass, so it can be passed by a request or two, not by a flood.
+    :class:`TooManyJobs` as :func:`admit` would answer (which still decides, once the
+    body is valid); :class:`StorageFull` when ``uploading`` and the user's storage is
+    full.
     """
-    config = current_app.config
-    limit = config["MAX_ACTIVE_JOBS_PER_USER"]
-    if get_redis().scard(admitted_key(channel_for(user_id))) >= limit:
-        raise _too_many_active(limit)
-    per_hour = config["MAX_JOBS_PER_HOUR"]
-    since = state.utcnow() - timedelta(hours=1)
-    started = db.session.scalar(
-        db.select(db.func.count(TrackedJob.id)).where(
-            TrackedJob.user_id == user_id,
-            TrackedJob.parent_id.is_(None),
-            TrackedJob.created_at >= since,
-        )
-    )
-    if started >= per_hour:
-        raise TooManyJobs(f"you started {per_hour} jobs in the last hour; wait and try again")
-    check_storage(user_id, 1 if uploading else 0)
+    _take_place(user_id, "", look_only=True)
+    if uploading:
+        check_storage(user_id, 1)
 
 
 def check_storage(user_id: int, new_bytes: int) -> None:
-    """:class:`StorageFull` when ``new_bytes`` (> 0) more of uploads would pass
-    ``MAX_STORED_BYTES_PER_USER``."""
-    if new_bytes <= 0:
-        return
+    """:class:`StorageFull` when ``new_bytes`` more of uploads would pass
+    ``MAX_STORED_BYTES_PER_USER``. Counted in the database: two uploads that arrive
+    together may both pass, by one upload each at the most."""
     config = current_app.config
     quota = config["MAX_STORED_BYTES_PER_USER"]
     stored = uploads.stored_bytes(user_id)

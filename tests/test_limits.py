@@ -1,7 +1,9 @@
 """Per-user limits on what one user may start and store (see :mod:`myapp.limits`)."""
 
 import io
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from redis import Redis
@@ -135,7 +137,7 @@ def test_the_hourly_quota_answers_429_and_starts_nothing(idle_app, alice):
     before = rows_of(app, alice)
     response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
     assert response.status_code == 429
-    assert "2 jobs in the last hour" in response.json["error"]
+    assert "2 jobs this hour" in response.json["error"]
     assert rows_of(app, alice) == before
 
 
@@ -211,3 +213,18 @@ def test_a_retry_redis_refuses_gives_back_its_place(make_app, alice, redis_witho
     with refused.app_context():
         admitted = admitted_key(channel_for(_user_id(alice)))
     assert Redis.from_url(refused.config["REDIS_URL"]).scard(admitted) == 0
+
+
+def test_requests_that_arrive_together_start_no_more_than_the_hour_allows(idle_app, alice):
+    app = idle_app(MAX_JOBS_PER_HOUR=3, MAX_ACTIVE_JOBS_PER_USER=50)
+    barrier = threading.Barrier(10)
+
+    def submit(_):
+        client = app.test_client()
+        barrier.wait()
+        return client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = sorted(pool.map(submit, range(10)))
+    assert answers == [202] * 3 + [429] * 7
+    assert rows_of(app, alice) == 3
