@@ -15,6 +15,7 @@ from myapp.db import db
 from myapp.events import admitted_key, channel_for
 from myapp.models import TrackedJob, Upload
 from tests.test_api import PROCESS, _user_id, rows_of
+from tests.test_auth import csrf_token, sign_in
 
 CONTACTS = {
     "kind": "import_contacts",
@@ -127,6 +128,34 @@ def test_an_over_limit_user_is_refused_before_the_body_is_read(idle_app, alice, 
     assert response.status_code == 429, response.get_data(as_text=True)[:300]
     assert "1 active jobs" in response.json["error"]
     assert body.read_bytes == 0
+
+
+def test_a_signed_in_page_upload_is_refused_before_it_is_read(idle_app, alice):
+    """The page's uploads carry a session and the CSRF token in a header: the token is
+    checked without reading the body, and the limit is checked before the body is."""
+    client = idle_app(MAX_ACTIVE_JOBS_PER_USER=1, MAX_CONTENT_LENGTH=48 * 2**20).test_client()
+    sign_in(client, alice)
+    token = csrf_token(client)  # the signed-in page's
+    assert client.post("/api/jobs", json=PROCESS, headers={"X-CSRFToken": token}).status_code == 202
+    body = CountingBody(40 * 2**20)
+    response = client.post(
+        "/api/jobs",
+        input_stream=body,
+        content_length=body.size,
+        content_type="multipart/form-data; boundary=b",
+        headers={"X-CSRFToken": token},
+    )
+    assert response.status_code == 429, response.get_data(as_text=True)[:300]
+    assert body.read_bytes == 0
+    # Without the token it is still refused, unread as well.
+    body = CountingBody(40 * 2**20)
+    response = client.post(
+        "/api/jobs",
+        input_stream=body,
+        content_length=body.size,
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "CSRF" in response.json["error"]
 
 
 def test_the_hourly_quota_answers_429_and_starts_nothing(idle_app, alice):
