@@ -103,9 +103,9 @@ class UserStream(ServerSentEventsBlueprint):
 
         last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         # A reconnect to a ?job= stream whose job had ended when it was opened.
-        ended = job_id is not None and last_id is not None and row.status in TERMINAL
+        had_ended = job_id is not None and last_id is not None and row.status in TERMINAL
         try:
-            caught_up = self._catch_up(subscriber.channel, user_id, last_id, job_id, ended)
+            caught_up = self._catch_up(subscriber.channel, user_id, last_id, job_id, had_ended)
         except RedisError:
             closed()
             return jsonify(error="the event stream is unavailable; try again shortly"), 503
@@ -126,22 +126,13 @@ class UserStream(ServerSentEventsBlueprint):
         return response
 
     def _catch_up(
-        self, channel, user_id, last_id, job_id, ended: bool = False
+        self, channel, user_id, last_id, job_id, had_ended: bool = False
     ) -> tuple[bytes, tuple, bool] | None:
         """What the client missed, or a snapshot: (the text, its last key, whether
         a ``?job=`` stream has already ended); None when the client reconnects to
-        an ``ended`` job and missed nothing of its end."""
+        a job that ``had_ended`` and was sent its end."""
         missed = events.replay(self.redis, channel, last_id) if last_id else None
-        if (
-            ended
-            and missed is not None
-            and not any(
-                _wanted(event, job_id) and event.job["status"] in TERMINAL for event in missed
-            )
-            # The record is written just before the end is published; the end has been
-            # once the job left the active jobs (in the script that logged it).
-            and not self.redis.hexists(events.active_key(channel), job_id)
-        ):
+        if had_ended and self._was_sent_the_end(channel, job_id, last_id, missed):
             return None
         if missed is not None:
             texts, sent = [], events.parse_id(last_id)
@@ -153,13 +144,25 @@ class UserStream(ServerSentEventsBlueprint):
                 sent = event.key
             return b"".join(texts), sent, False
         cut, active = events.snapshot_cut(self.redis, channel)
-        if ended and events.parse_id(last_id) is not None:
-            if events.parse_id(last_id) >= events.parse_id(cut):
-                return None  # it already had this snapshot (an empty log's is "0-0")
         jobs = snapshot_jobs(user_id, active, job_id)
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
         snapshot = str(Message({"jobs": jobs}, type="snapshot", id=cut)).encode()
         return snapshot, events.parse_id(cut), ended
+
+    def _was_sent_the_end(self, channel, job_id, last_id, missed) -> bool:
+        """Whether a client reconnecting to an ended job's stream from ``last_id`` has
+        its end: nothing of the end follows ``last_id`` in the log (or, the log being
+        past replay, ``last_id`` is the cut of the snapshot it was sent, "0-0" for an
+        empty log), and the end has been published. The record is written just before
+        the end is published; the end is out once the job has left the active jobs,
+        which the script that logs it does."""
+        if missed is None:
+            cut, _ = events.snapshot_cut(self.redis, channel)
+            if events.parse_id(last_id) != events.parse_id(cut):
+                return False
+        elif any(_wanted(event, job_id) and event.job["status"] in TERMINAL for event in missed):
+            return False
+        return not self.redis.hexists(events.active_key(channel), job_id)
 
 
 def _send(subscriber, opening: bytes, done: bool, job_id):

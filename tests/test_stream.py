@@ -1,8 +1,14 @@
 """The stream over real HTTP: gunicorn with gevent, a real worker, real Redis."""
 
+import json
+
 import pytest
 import requests
+from redis import Redis
 
+from myapp.db import db
+from myapp.events import active_key, channel_for
+from myapp.models import User
 from tests.sse_client import Stream
 
 TERMINAL = {"finished", "failed", "stopped", "canceled"}
@@ -200,3 +206,26 @@ def test_a_reconnect_to_an_ended_job_answers_204(server, alice):
     with again:
         assert again.status_code == 204
         assert again.raw.read(100) == b""
+
+
+def test_a_reconnect_is_told_to_stop_only_once_the_end_is_out(app, server, alice):
+    job = start(server, alice, steps=2, step_seconds=0.01)
+    url = f"{server}/stream?job={job['id']}"
+    body = requests.get(url, headers=alice.headers, timeout=30).text
+    last_id = [line for line in body.splitlines() if line.startswith("id:")][-1][3:].strip()
+    # As between writing the end to the record and publishing it: still an active job.
+    with app.app_context():
+        channel = channel_for(db.session.scalar(db.select(User.id).filter_by(name=alice.name)))
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    redis.hset(active_key(channel), job["id"], json.dumps({**job, "status": "started"}))
+    try:
+        for sent in (last_id, "18446744073709551615-5"):  # its own id; one it never got
+            headers = {**alice.headers, "Last-Event-ID": sent}
+            # (the first waits for the end: read no more than the answer's status)
+            with requests.get(url, headers=headers, timeout=10, stream=True) as again:
+                assert again.status_code == 200, sent
+    finally:
+        redis.hdel(active_key(channel), job["id"])
+    # Once the end is out, a client with an id it was never sent is still sent the end.
+    future = {**alice.headers, "Last-Event-ID": "18446744073709551615-5"}
+    assert requests.get(url, headers=future, timeout=10).status_code == 200
