@@ -2,10 +2,10 @@
 
 Each plain HTTP client socket is wrapped in :class:`myapp.sockets.SendFirst`:
 one ``send`` before ``sendall``, and the event hub may write to a waiting
-stream's socket itself. On SIGTERM its streams end at once, rather than holding the shutdown for the
-whole ``graceful_timeout``: their clients reconnect to another process and
-replay what they missed. Used by the Procfile through :mod:`myapp.gunicorn_config`
-(``worker_class``).
+stream's socket itself. On SIGTERM its streams end at once, rather than holding
+the shutdown for the whole ``graceful_timeout``: their clients reconnect to
+another process and replay what they missed. Used by the Procfile through
+:mod:`myapp.gunicorn_config` (``worker_class``).
 """
 
 from __future__ import annotations

@@ -112,22 +112,28 @@ class CountingBody(io.RawIOBase):
         return count
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
-def test_an_over_limit_user_is_refused_before_the_body_is_read(idle_app, alice, content_type):
-    app = idle_app(MAX_ACTIVE_JOBS_PER_USER=1, MAX_CONTENT_LENGTH=48 * 2**20)
-    client = app.test_client()
-    assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
+def post_unread(client, content_type: str, headers: dict) -> tuple[object, int]:
+    """POST 40 MB of body to ``/api/jobs``: the answer, and the bytes the server read."""
     body = CountingBody(40 * 2**20)
     response = client.post(
         "/api/jobs",
         input_stream=body,
         content_length=body.size,
         content_type=content_type,
-        headers=alice.headers,
+        headers=headers,
     )
+    return response, body.read_bytes
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
+def test_an_over_limit_user_is_refused_before_the_body_is_read(idle_app, alice, content_type):
+    app = idle_app(MAX_ACTIVE_JOBS_PER_USER=1, MAX_CONTENT_LENGTH=48 * 2**20)
+    client = app.test_client()
+    assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
+    response, read = post_unread(client, content_type, alice.headers)
     assert response.status_code == 429, response.get_data(as_text=True)[:300]
     assert "1 active jobs" in response.json["error"]
-    assert body.read_bytes == 0
+    assert read == 0
 
 
 def test_a_signed_in_page_upload_is_refused_before_it_is_read(idle_app, alice):
@@ -137,24 +143,11 @@ def test_a_signed_in_page_upload_is_refused_before_it_is_read(idle_app, alice):
     sign_in(client, alice)
     token = csrf_token(client)  # the signed-in page's
     assert client.post("/api/jobs", json=PROCESS, headers={"X-CSRFToken": token}).status_code == 202
-    body = CountingBody(40 * 2**20)
-    response = client.post(
-        "/api/jobs",
-        input_stream=body,
-        content_length=body.size,
-        content_type="multipart/form-data; boundary=b",
-        headers={"X-CSRFToken": token},
-    )
+    response, read = post_unread(client, "multipart/form-data; boundary=b", {"X-CSRFToken": token})
     assert response.status_code == 429, response.get_data(as_text=True)[:300]
-    assert body.read_bytes == 0
-    # Without the token it is still refused, unread as well.
-    body = CountingBody(40 * 2**20)
-    response = client.post(
-        "/api/jobs",
-        input_stream=body,
-        content_length=body.size,
-        content_type="application/json",
-    )
+    assert read == 0
+    # Without the token it is still refused.
+    response, _ = post_unread(client, "application/json", {})
     assert response.status_code == 400 and "CSRF" in response.json["error"]
 
 
@@ -188,16 +181,9 @@ def test_an_upload_is_refused_before_it_is_read_when_storage_is_full(idle_app, a
     size = stored_size(CONTACTS)
     client = idle_app(MAX_STORED_BYTES_PER_USER=size).test_client()
     assert client.post("/api/jobs", json=CONTACTS, headers=alice.headers).status_code == 202
-    body = CountingBody(40 * 2**20)
-    response = client.post(
-        "/api/jobs",
-        input_stream=body,
-        content_length=body.size,
-        content_type="multipart/form-data; boundary=b",
-        headers=alice.headers,
-    )
+    response, read = post_unread(client, "multipart/form-data; boundary=b", alice.headers)
     assert response.status_code == 413 and "error" in response.json
-    assert body.read_bytes == 0
+    assert read == 0
 
 
 @pytest.fixture
