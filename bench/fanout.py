@@ -8,7 +8,7 @@ the next, so that the machine's noise falls on every system alike:
 - ``stock``: stock flask-sse (:mod:`bench.stock_app`), one pub/sub connection per
   stream, published with its ``sse.publish`` (new Redis client per publish);
 - ``myapp``: the real app, ``/stream`` with a Bearer token, published with
-  :func:`myapp.events.append` as :mod:`myapp.lifecycle` does;
+  :func:`myapp.pipeline.event_log.append` as :mod:`myapp.pipeline.lifecycle` does;
 - ``bare``: no HTTP, one Redis subscription per stream, plain PUBLISH.
 
 A run: the publisher sends ``rate`` events/s for ``duration`` s; the clients count
@@ -112,7 +112,7 @@ def start_system(name: str, workdir: Path, myapp_db: Path, myapp_users: list[dic
     try:
         web = None
         if name == "myapp":
-            from myapp.events import channel_for
+            from myapp.keys import channel_for
 
             env = servers.service_env(redis.url, f"sqlite:///{myapp_db}")
             # Hundreds of streams per user: MAX_STREAMS_PER_USER (20) would refuse them.

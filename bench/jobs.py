@@ -77,13 +77,13 @@ def enqueue_batch(
     app, func: str, kwargs: dict, count: int, users: list[dict]
 ) -> tuple[list[str], float]:
     """``count`` tracked jobs; their ids and the monotonic time of the first enqueue."""
-    from myapp import state
+    from myapp import job_json
     from myapp.connections import get_queue
     from myapp.db import db
     from myapp.models import TrackedJob
 
     with app.app_context():
-        now = state.utcnow()
+        now = job_json.utcnow()
         rows = [
             TrackedJob(
                 id=str(uuid.uuid4()),
@@ -110,7 +110,7 @@ def enqueue_batch(
                 meta={
                     "user_id": row.user_id,
                     "kind": "bench",
-                    "created_at": state.iso(now),
+                    "created_at": job_json.iso(now),
                     "max_attempts": 1,
                 },
             )
@@ -144,8 +144,8 @@ def time_batch(
 def wait_terminal(app, ids: list[str], timeout: float) -> dict[str, int]:
     """Poll the rows until all are terminal (or ``timeout``); their statuses."""
     from myapp.db import db
+    from myapp.job_json import TERMINAL
     from myapp.models import TrackedJob
-    from myapp.state import TERMINAL
 
     deadline = time.monotonic() + timeout
     with app.app_context():

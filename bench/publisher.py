@@ -17,8 +17,8 @@ How each system publishes:
   stock app's context, which builds a new Redis client (and TCP connection) per
   call -- the baseline's real behaviour; ``stock-raw`` PUBLISHes the same JSON on
   one connection instead, to isolate the cost of delivery;
-- ``myapp``: ``myapp.events.append(redis, channel_for(user_id), {"data": ..., "type":
-  "job"}, 300)`` on one client, as :mod:`myapp.lifecycle` does (Lua: XADD to the
+- ``myapp``: ``myapp.pipeline.event_log.append(redis, channel_for(user_id), {"data": ..., "type":
+  "job"}, 300)`` on one client, as :mod:`myapp.pipeline.lifecycle` does (Lua: XADD to the
   user's log, HSET of the active job, PUBLISH);
 - ``bare``: PUBLISH of flask-sse's JSON on one connection.
 """
@@ -72,10 +72,10 @@ def publisher(system: str, redis_url: str):
     redis = Redis.from_url(redis_url)
     redis.ping()
     if system == "myapp":
-        from myapp import events
+        from myapp.pipeline import event_log
 
         def publish(channel, data):
-            events.append(redis, channel, {"data": data, "type": "job"}, 300)
+            event_log.append(redis, channel, {"data": data, "type": "job"}, 300)
 
         return publish
     if system in ("bare", "stock-raw"):

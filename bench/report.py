@@ -26,7 +26,8 @@ NOTE_SYSTEMS = {
     "stock": "stock flask-sse (`bench/stock_app.py`), published with its `sse.publish` "
     "(a new Redis client and TCP connection per event)",
     "stock-raw": "stock flask-sse, published with plain PUBLISH on one connection",
-    "myapp": "myapp (`app:app`), published with `myapp.events.append` (Lua: XADD, HSET, PUBLISH)",
+    "myapp": "myapp (`app:app`), published with `myapp.pipeline.event_log.append` "
+    "(Lua: XADD, HSET, PUBLISH)",
     "bare": "bare Redis pub/sub: one raw asyncio RESP subscriber per stream, plain PUBLISH",
 }
 

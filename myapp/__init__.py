@@ -1,4 +1,18 @@
-"""myapp: live progress for background jobs in Flask."""
+"""myapp: live progress for background jobs in Flask.
+
+The package by role (docs/architecture.md has the map):
+
+- the base: ``config``, ``db``, ``models``, ``connections``, ``keys`` (Redis names),
+  ``wire`` (the event format), ``job_json`` (a job's JSON), ``ordering``, ``errors``,
+  ``logs``;
+- what job bodies call: ``progress`` and ``steps``;
+- ``pipeline/``: where a job's state becomes a record and an event;
+- ``jobs/``: the kinds, and starting, canceling and retrying them;
+- ``worker/``, ``web/`` and ``cli/``: the three kinds of process;
+- entry points: this factory, ``devserver``, ``gunicorn_config``, ``gunicorn_worker``.
+
+Imports point down that list, never up (``tests/test_layout.py`` holds them to it).
+"""
 
 from __future__ import annotations
 
@@ -12,50 +26,47 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; configuration from the environment, then ``test_config``."""
+    # The factory imports its parts when it runs, as flaskr's does: every import of
+    # a myapp module runs this file first, and a worker's job must not load the web.
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from myapp import cli, connections, db, errors, logs
+    from myapp.config import check_secret_key, from_environment
+    from myapp.web import (
+        api,
+        auth,
+        contacts,
+        headers,
+        health,
+        metrics,
+        openapi,
+        pages,
+        profiles,
+        rq_admin,
+    )
+    from myapp.web.stream import sse
+
     app = Flask(
         __name__,
         instance_path=str(ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    from myapp.config import check_secret_key, from_environment
-
     app.config.from_mapping(from_environment(app.instance_path))
     if test_config:
         app.config.from_mapping(test_config)
     check_secret_key(app.config)
     if app.config["PROXY_COUNT"] > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         hops = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
-    from myapp import (
-        api,
-        auth,
-        connections,
-        contacts,
-        dashboard,
-        db,
-        health,
-        logs,
-        metrics,
-        openapi,
-        pages,
-        profiles,
-        security,
-        terminal,
-        users,
-    )
-    from myapp.stream import sse
-
     logs.init_app(app)
-    security.init_app(app)
+    headers.init_app(app)
+    errors.init_app(app)
     db.init_app(app)
     connections.init_app(app)
     auth.init_app(app)
-    users.init_app(app)
-    terminal.init_app(app)
+    cli.init_app(app)
     api.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
@@ -64,5 +75,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(sse, url_prefix="/stream")
-    dashboard.init_app(app)
+    rq_admin.init_app(app)
     return app

@@ -1,10 +1,12 @@
-"""The shared Redis client and the RQ queue, one of each per app."""
+"""The shared Redis client and the RQ queue, one of each per app, and RQ's copy of a job."""
 
 from __future__ import annotations
 
 from flask import Flask, current_app
 from redis import BlockingConnectionPool, Redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 _KEY = "myapp.redis"
@@ -31,3 +33,19 @@ def get_redis() -> Redis:
 def get_queue() -> Queue:
     """RQ's queue with the JSON serializer: pickle in Redis would run code on load."""
     return Queue(current_app.config["RQ_QUEUE"], connection=get_redis(), serializer=JSONSerializer)
+
+
+def fetch_job(job_id: str) -> Job | None:
+    """RQ's copy of the job, or None when RQ no longer has it."""
+    queue = get_queue()
+    try:
+        return Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return None
+
+
+def drop_job(job_id: str) -> None:
+    """Delete the job from RQ, if RQ still has it."""
+    job = fetch_job(job_id)
+    if job is not None:
+        job.delete()

@@ -1,6 +1,6 @@
 """gunicorn's gevent worker, with cheaper writes for the many small writes of streams.
 
-Each plain HTTP client socket is wrapped in :class:`myapp.sockets.SendFirst`:
+Each plain HTTP client socket is wrapped in :class:`myapp.web.sockets.SendFirst`:
 one ``send`` before ``sendall``, and the event hub may write to a waiting
 stream's socket itself. On SIGTERM its streams end at once, rather than holding
 the shutdown for the whole ``graceful_timeout``: their clients reconnect to
@@ -13,7 +13,7 @@ from __future__ import annotations
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from myapp.sockets import SendFirst
+from myapp.web.sockets import SendFirst
 
 
 class StreamingWorker(GeventWorker):
@@ -30,6 +30,6 @@ class StreamingWorker(GeventWorker):
         gevent.spawn(self._end_streams)
 
     def _end_streams(self) -> None:
-        hub = getattr(self.wsgi, "extensions", {}).get("myapp.hub")
+        hub = getattr(self.wsgi, "extensions", {}).get("myapp.web.hub")
         if hub is not None:
             hub.end_streams()

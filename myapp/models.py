@@ -12,7 +12,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from myapp import state
+from myapp import job_json
 from myapp.db import db
 
 
@@ -23,7 +23,7 @@ class User(UserMixin, db.Model):
     name: Mapped[str] = mapped_column(String(80), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     is_admin: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=job_json.utcnow)
     #: Stored in the session at sign-in; a session holding another number is signed
     #: out. Bumped on sign-out, ``flask user revoke`` and a new password, so cookies
     #: copied before then stop working.
@@ -58,7 +58,7 @@ class ApiToken(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=job_json.utcnow)
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
@@ -95,7 +95,7 @@ class TrackedJob(db.Model):
     result: Mapped[Any | None] = mapped_column(JSON)
     #: Where a resumable job got to (see :mod:`myapp.steps`), saved with its work.
     checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    #: A job in pieces (:mod:`myapp.batches`): "batch" or "sequence" on the parent,
+    #: A job in pieces (:mod:`myapp.pipeline.aggregate`): "batch" or "sequence" on the parent,
     #: whose children point to it and are ordered by ``position``.
     group_mode: Mapped[str | None] = mapped_column(String(10))
     parent_id: Mapped[str | None] = mapped_column(
@@ -104,6 +104,9 @@ class TrackedJob(db.Model):
     position: Mapped[int | None]
     #: A child's label on the page: the item's or the stage's name.
     name: Mapped[str | None] = mapped_column(String(200))
+    #: A child's share of its parent's bar (a sequence weighs its stages); the
+    #: record keeps it so the parent's aggregate can be rebuilt from records alone.
+    weight: Mapped[int | None]
     #: A parent's weighted percent; a plain job's comes from done and total.
     progress_percent: Mapped[float | None]
 
@@ -117,7 +120,7 @@ class TrackedJob(db.Model):
         A parent also lists its children and counts them by status, which needs
         ``children`` loaded (``selectinload``); see :func:`with_children`.
         """
-        data = state.job_json(
+        data = job_json.job_json(
             id=self.id,
             kind=self.kind,
             status=self.status,
@@ -136,7 +139,7 @@ class TrackedJob(db.Model):
         )
         if self.group_mode:
             data["children"] = [child.id for child in self.children]
-            data["counts"] = state.counts(child.status for child in self.children)
+            data["counts"] = job_json.counts(child.status for child in self.children)
         return data
 
     @staticmethod
@@ -145,15 +148,15 @@ class TrackedJob(db.Model):
         return selectinload(TrackedJob.children)
 
     def apply(self, job: dict[str, Any]) -> None:
-        """Copy a newer job state (as from :func:`myapp.state.job_json`) into the row."""
+        """Copy a newer job state (as from :func:`myapp.job_json.job_json`) into the row."""
         progress = job["progress"]
         self.status = job["status"]
         self.progress_done = progress["done"]
         self.progress_total = progress["total"]
         self.progress_message = progress["message"]
-        self.started_at = state.parse_time(job["started_at"])
-        self.ended_at = state.parse_time(job["ended_at"])
-        self.updated_at = state.parse_time(job["updated_at"])
+        self.started_at = job_json.parse_time(job["started_at"])
+        self.ended_at = job_json.parse_time(job["ended_at"])
+        self.updated_at = job_json.parse_time(job["updated_at"])
         self.error = job["error"]
         self.result = job["result"]
         if self.group_mode:
@@ -162,7 +165,7 @@ class TrackedJob(db.Model):
 
 class Upload(db.Model):
     """Rows a user uploaded for a job, stored once, outside the job's record and RQ's
-    copy of it: the job's params hold only ``{"upload": id}`` (see :mod:`myapp.uploads`).
+    copy of it: the job's params hold only ``{"upload": id}`` (see :mod:`myapp.jobs.uploads`).
     """
 
     __tablename__ = "uploads"
@@ -175,7 +178,7 @@ class Upload(db.Model):
     size_bytes: Mapped[int]
     #: The validated rows as zlib-compressed JSON; deferred, as only the job reads it.
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=job_json.utcnow)
 
 
 class Contact(db.Model):
@@ -192,7 +195,7 @@ class Contact(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(50))
-    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=job_json.utcnow)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,7 +205,7 @@ class Contact(db.Model):
             "phone": self.phone,
             "job_id": self.job_id,
             "row": self.row_number,
-            "created_at": state.iso(self.created_at),
+            "created_at": job_json.iso(self.created_at),
         }
 
 
@@ -218,7 +221,7 @@ class Profile(db.Model):
     traits: Mapped[dict[str, Any]] = mapped_column(JSON)
     background: Mapped[str] = mapped_column(Text)
     summary: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=state.utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=job_json.utcnow)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,5 +231,5 @@ class Profile(db.Model):
             "traits": self.traits,
             "background": self.background,
             "summary": self.summary,
-            "created_at": state.iso(self.created_at),
+            "created_at": job_json.iso(self.created_at),
         }

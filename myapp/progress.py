@@ -25,8 +25,11 @@ from flask import Flask, current_app
 from rq import get_current_job
 from rq.job import Job
 
-from myapp import lifecycle, state
+from myapp import job_json
 from myapp.connections import get_redis
+from myapp.errors import JobCanceled, JobInterrupted
+from myapp.keys import cancel_key
+from myapp.pipeline import lifecycle
 
 #: Seconds between checks for a cancel request.
 CANCEL_CHECK_SECONDS = 0.5
@@ -36,20 +39,6 @@ RATE_SMOOTHING = 0.3
 log = logging.getLogger(__name__)
 _reporters: dict[str, _Reporter] = {}
 _interrupted = False
-
-
-class JobCanceled(BaseException):
-    """The user canceled the job. A BaseException, so ``except Exception`` in a job
-    body does not swallow it."""
-
-
-class JobInterrupted(BaseException):
-    """The worker is shutting down; the job is put back on the queue to resume."""
-
-
-def cancel_key(job_id: str) -> str:
-    """Where a cancel request waits for the job to see it (see :mod:`myapp.control`)."""
-    return f"myapp:cancel:{job_id}"
 
 
 def interrupt() -> None:
@@ -200,5 +189,5 @@ class _Reporter:
             durable = self.outbox[2]
         self.last_sent = now
         self.pending = False
-        data = state.from_rq(self.job, status="started")
+        data = job_json.from_rq(self.job, status="started")
         self.outbox = (data, self.job.serializer.dumps(self.job.meta), durable)

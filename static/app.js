@@ -28,10 +28,15 @@ export function applyJob(job) {
   scheduleRender(job.id);
 }
 
+/** Whether `job` is a newer state than `old`: the rule of myapp/ordering.py. */
+function isNewer(job, old) {
+  return job.updated_at > old.updated_at;
+}
+
 /** The job to store, or null when the incoming update must be ignored. */
 export function mergeJob(old, job) {
   if (!old) return job;
-  if (job.updated_at <= old.updated_at) return null; // stale or duplicate
+  if (!isNewer(job, old)) return null; // stale or duplicate
   // A late event never reopens an ended job; only a retry (back to queued) does.
   if (TERMINAL.has(old.status) && !TERMINAL.has(job.status) && job.status !== 'queued') return null;
   if (old.status === job.status && movesBackwards(old.progress, job.progress)) {

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
-from myapp.state import TERMINAL
+from myapp.job_json import TERMINAL
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [

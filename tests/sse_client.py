@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from myapp.job_json import TERMINAL
+
 
 @dataclass
 class Event:
@@ -86,3 +88,13 @@ class Stream:
                 pass  # the server closed it already
         self._thread.join(timeout=5)
         self.response.close()
+
+
+def snapshot_sent(events) -> bool:
+    """A predicate for :meth:`Stream.wait_for`: the stream's snapshot has arrived."""
+    return any(event.type == "snapshot" for event in events)
+
+
+def ended(stream: Stream, job_id: str):
+    """A predicate for :meth:`Stream.wait_for`: the job's end has arrived."""
+    return lambda events: any(e["status"] in TERMINAL for e in stream.job_events(job_id))

@@ -5,8 +5,8 @@ from redis import Redis
 from sqlalchemy import event
 
 from myapp.db import db
+from myapp.job_json import parse_time
 from myapp.models import TrackedJob
-from myapp.state import parse_time
 
 PROCESS = {"kind": "process_run", "params": {"steps": 2, "step_seconds": 0}}
 

@@ -222,7 +222,7 @@ def test_a_200_item_batch_stays_within_the_coalescing_limit(server, alice, strea
 
 
 def _seconds(later: str, earlier: str) -> float:
-    from myapp.state import parse_time
+    from myapp.job_json import parse_time
 
     return (parse_time(later) - parse_time(earlier)).total_seconds()
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from myapp import state
+from myapp import job_json
 from myapp.db import db
 from myapp.models import Contact, User
 from tests.test_auth import csrf_token
@@ -20,7 +20,7 @@ def alice(accounts):
 def add_contacts(app, account, count: int, names=None) -> str:
     """Write ``count`` contacts of one (pretend) import, row 1 oldest; its job id."""
     job_id = str(uuid.uuid4())
-    start = state.utcnow()
+    start = job_json.utcnow()
     with app.app_context():
         user_id = db.session.scalar(db.select(User.id).filter_by(name=account.name))
         db.session.add_all(

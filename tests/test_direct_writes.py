@@ -1,6 +1,6 @@
 """The hub writes a waiting stream's events to its socket itself, as gunicorn would.
 
-These run the hub's :class:`~myapp.hub.Subscriber` on a real socket pair: a
+These run the hub's :class:`~myapp.web.hub.Subscriber` on a real socket pair: a
 thread plays the stream's greenlet, blocked in ``get``.
 """
 
@@ -13,10 +13,11 @@ import gevent.socket
 from gunicorn import util
 from redis import Redis
 
-from myapp import events
-from myapp.events import Event, channel_for
-from myapp.hub import KEEPALIVE, KEEPALIVE_CHUNK, Batch, Hub, Subscriber
-from myapp.sockets import SendFirst, chunk, takes_direct_writes
+from myapp.keys import channel_for
+from myapp.pipeline import event_log
+from myapp.web.hub import KEEPALIVE, KEEPALIVE_CHUNK, Batch, Hub, Subscriber
+from myapp.web.sockets import SendFirst, chunk, takes_direct_writes
+from myapp.wire import Event
 from tests.test_hub import user_id
 
 
@@ -172,7 +173,7 @@ def test_an_http_1_0_stream_gets_a_plain_body(app, server, redis_url, accounts):
         received = b""
         while b"event:snapshot" not in received:
             received += sock.recv(65536)
-        events.append(redis, channel_for(user_id(app, alice)), {"data": "plain 1"}, 60)
+        event_log.append(redis, channel_for(user_id(app, alice)), {"data": "plain 1"}, 60)
         while b"plain 1" not in received:
             received += sock.recv(65536)
     body = received.partition(b"\r\n\r\n")[2]

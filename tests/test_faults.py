@@ -232,7 +232,7 @@ def test_a_redis_restart_that_loses_everything_is_ridden_out(service_env, app, a
 
 
 def test_clients_dropped_at_random_end_with_every_event_once(server, accounts):
-    from myapp.events import parse_id
+    from myapp.wire import parse_id
 
     alice = accounts.create()
     whole = Stream(f"{server}/stream", alice.headers)  # never dropped: the reference

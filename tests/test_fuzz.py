@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from myapp import uploads
 from myapp.connections import get_queue
 from myapp.db import db
+from myapp.errors import MissingUpload
+from myapp.jobs import uploads
 from myapp.models import TrackedJob, Upload, User
 
 EXAMPLES = 1200
@@ -255,5 +256,5 @@ def test_params_cannot_name_another_users_upload(fuzz_app, service_env):
         assert "params.upload" in response.json["error"]
     assert counts(app, user_id) == before
     # And a job that names it anyway (enqueued by hand) cannot read it.
-    with app.app_context(), pytest.raises(uploads.MissingUpload):
+    with app.app_context(), pytest.raises(MissingUpload):
         uploads.load(upload_id, user_id)

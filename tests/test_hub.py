@@ -6,10 +6,9 @@ from urllib.parse import urlparse
 
 from redis import Redis
 
-from myapp import events
-from myapp.events import channel_for
-from myapp.hub import CLOSE, Hub
-from myapp.metrics import COUNTERS
+from myapp.keys import COUNTERS, channel_for, log_key
+from myapp.pipeline import event_log
+from myapp.web.hub import CLOSE, Hub
 from tests.slow_link import slow_link
 from tests.sse_client import Stream
 from tests.test_stream import snapshot_sent
@@ -61,7 +60,7 @@ def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
         payload = "x" * 50_000
         for batch in range(40):
             for n in range(10):
-                events.append(redis, channel, {"data": f"{batch * 10 + n} {payload}"}, 60)
+                event_log.append(redis, channel, {"data": f"{batch * 10 + n} {payload}"}, 60)
             time.sleep(0.05)  # paced, so that a reader that reads keeps up
         reader.wait_for(lambda evs: len(evs) == 401, timeout=30)
         assert [int(e.data.split()[0]) for e in reader.events[1:]] == list(range(400))
@@ -85,7 +84,7 @@ def test_events_that_arrive_in_pieces_do_not_cost_the_subscription(redis_url):
         subscriber = hub.subscribe(channel_for("pieces"), sock=None)
         with redis.pipeline(transaction=False) as pipe:
             for n in range(5):
-                events.append(pipe, subscriber.channel, {"data": f"{n} {'x' * 100_000}"}, 60)
+                event_log.append(pipe, subscriber.channel, {"data": f"{n} {'x' * 100_000}"}, 60)
             sent = [event_id.decode() for event_id in pipe.execute()]  # published together
         received = []
         while len(received) < len(sent) and (item := subscriber.queue.get(timeout=10)):
@@ -108,12 +107,12 @@ def test_deployments_on_two_databases_of_one_server_stay_apart(redis_url):
     hub = Hub(ours, channel_for("*"), queue_size=10)
     subscriber = hub.subscribe(channel, sock=None)
     try:
-        events.append(theirs, channel, {"data": "theirs"}, 60)
-        mine = events.append(ours, channel, {"data": "ours"}, 60).decode()
+        event_log.append(theirs, channel, {"data": "theirs"}, 60)
+        mine = event_log.append(ours, channel, {"data": "ours"}, 60).decode()
         assert subscriber.queue.get(timeout=10).id == mine  # theirs, first, never came
     finally:
         hub.close()
-        theirs.delete(events.log_key(channel), COUNTERS)  # all the publish wrote there
+        theirs.delete(log_key(channel), COUNTERS)  # all the publish wrote there
 
 
 def read_chunks(reader, until: bytes) -> list[bytes]:
@@ -140,7 +139,7 @@ def test_events_that_arrive_together_leave_in_one_write(app, server, redis_url, 
         read_chunks(reader, until=b"event:snapshot")
         with redis.pipeline(transaction=False) as pipe:
             for n in range(50):
-                events.append(pipe, channel, {"data": f"burst {n}"}, 60)
+                event_log.append(pipe, channel, {"data": f"burst {n}"}, 60)
             pipe.execute()  # one round trip: the web process receives them together
         chunks = read_chunks(reader, until=b"burst 49")
         reader.close()

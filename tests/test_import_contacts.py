@@ -15,11 +15,13 @@ import requests
 from redis import Redis
 from rq import Worker
 
-from myapp import jobs, uploads
 from myapp.connections import get_queue
 from myapp.db import db
-from myapp.jobs import import_contacts
+from myapp.errors import InvalidJob
+from myapp.jobs import import_contacts, uploads
+from myapp.jobs.submit import validate
 from myapp.models import Contact, TrackedJob, User
+from myapp.web import contacts_csv
 from tests.conftest import ROOT, wait_until
 from tests.sse_client import Stream
 from tests.test_api import _user_id, rows_of, rq_jobs_of
@@ -135,14 +137,14 @@ def test_bad_rows_get_a_reason(row, reason):
     ],
 )
 def test_bad_shapes_are_refused(params, message):
-    with pytest.raises(jobs.InvalidJob) as info:
-        jobs.validate({"kind": "import_contacts", "params": params})
+    with pytest.raises(InvalidJob) as info:
+        validate({"kind": "import_contacts", "params": params})
     assert message in str(info.value)
 
 
 def test_bad_content_is_not_refused():
     rows = [{"name": "", "email": "not an email", "phone": "call me"}, {"name": "A", "email": "x"}]
-    kind, params = jobs.validate({"kind": "import_contacts", "params": {"rows": rows}})
+    kind, params = validate({"kind": "import_contacts", "params": {"rows": rows}})
     assert kind == "import_contacts"
     assert params == {"rows": [rows[0], {**rows[1], "phone": None}]}
 
@@ -161,16 +163,14 @@ def test_csv_is_read_with_any_header_case_bom_quotes_and_blank_lines():
         "d@example.com\r\n"
         "e@example.com,Zoë"
     ).encode()
-    assert import_contacts.parse_csv(data) == [
+    assert contacts_csv.parse_csv(data) == [
         {"email": "ada@example.com", "name": "Ada", "phone": "+44 1"},
         {"email": "b@example.com", "name": "Lovelace, Ada", "phone": ""},
         {"email": "c@example.com", "name": 'Multi\nline "quoted"', "phone": ""},
         {"email": "d@example.com", "name": "", "phone": ""},
         {"email": "e@example.com", "name": "Zoë", "phone": ""},
     ]
-    assert import_contacts.parse_csv(b"name,email\nA,a@b.io\n") == [
-        {"name": "A", "email": "a@b.io"}
-    ]
+    assert contacts_csv.parse_csv(b"name,email\nA,a@b.io\n") == [{"name": "A", "email": "a@b.io"}]
 
 
 BAD_CSVS = [
@@ -193,16 +193,16 @@ BAD_CSVS = [
 
 @pytest.mark.parametrize(("data", "message"), BAD_CSVS)
 def test_bad_csv_files_are_refused(data, message):
-    with pytest.raises(jobs.InvalidJob) as info:
-        import_contacts.parse_csv(data)
+    with pytest.raises(InvalidJob) as info:
+        contacts_csv.parse_csv(data)
     assert message in str(info.value)
 
 
 def test_a_csv_may_have_100000_rows_and_no_more():
     lines = b"".join(b"P%d,p%d@example.com\n" % (i, i) for i in range(100_000))
-    assert len(import_contacts.parse_csv(b"name,email\n" + lines)) == 100_000
-    with pytest.raises(jobs.InvalidJob, match="more than 100,000 rows"):
-        import_contacts.parse_csv(b"name,email\n" + lines + b"one,too@many.io\n")
+    assert len(contacts_csv.parse_csv(b"name,email\n" + lines)) == 100_000
+    with pytest.raises(InvalidJob, match="more than 100,000 rows"):
+        contacts_csv.parse_csv(b"name,email\n" + lines + b"one,too@many.io\n")
 
 
 # -- the API: nothing is enqueued or written for a refused request --------------------

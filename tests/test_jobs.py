@@ -1,10 +1,11 @@
 import pytest
 
-from myapp import jobs
+from myapp.errors import InvalidJob
+from myapp.jobs.submit import validate
 
 
 def test_valid_request_gives_clean_params():
-    kind, params = jobs.validate({"kind": "process_run", "params": {"steps": 3, "step_seconds": 0}})
+    kind, params = validate({"kind": "process_run", "params": {"steps": 3, "step_seconds": 0}})
     assert kind == "process_run"
     assert params == {"steps": 3, "step_seconds": 0.0}
 
@@ -27,14 +28,14 @@ def test_valid_request_gives_clean_params():
     ],
 )
 def test_bad_requests_are_refused_with_a_reason(payload, message):
-    with pytest.raises(jobs.InvalidJob) as info:
-        jobs.validate(payload)
+    with pytest.raises(InvalidJob) as info:
+        validate(payload)
     assert message in str(info.value)
 
 
 def test_a_huge_bad_request_gets_a_short_answer():
     rows = [{"name": "n", "email": "e", "bad": 1} for _ in range(1000)]
-    with pytest.raises(jobs.InvalidJob) as info:
-        jobs.validate({"kind": "import_contacts", "params": {"rows": rows}})
+    with pytest.raises(InvalidJob) as info:
+        validate({"kind": "import_contacts", "params": {"rows": rows}})
     assert str(info.value).endswith("and 990 more")
     assert len(str(info.value)) < 2000

@@ -1,4 +1,4 @@
-"""Per-user limits on what one user may start and store (see :mod:`myapp.limits`)."""
+"""Per-user limits on what one user may start and store (see :mod:`myapp.jobs.limits`)."""
 
 import io
 import threading
@@ -10,9 +10,10 @@ from redis import Redis
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from myapp import jobs, uploads
 from myapp.db import db
-from myapp.events import admitted_key, channel_for
+from myapp.jobs import uploads
+from myapp.jobs.submit import validate
+from myapp.keys import admitted_key, channel_for
 from myapp.models import TrackedJob, Upload
 from tests.test_api import PROCESS, _user_id, rows_of
 from tests.test_auth import csrf_token, sign_in
@@ -40,7 +41,7 @@ def idle_app(make_app):
 
 def stored_size(body) -> int:
     """The bytes the upload of this import stores."""
-    return len(uploads.pack(jobs.validate(body)[1]["rows"]))
+    return len(uploads.pack(validate(body)[1]["rows"]))
 
 
 def uploads_of(app, account) -> int:

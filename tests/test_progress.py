@@ -2,8 +2,8 @@
 
 from myapp import progress
 from myapp.db import db
+from myapp.job_json import parse_time
 from myapp.models import TrackedJob
-from myapp.state import parse_time
 from tests.sse_client import Stream
 from tests.test_stream import finished, snapshot_sent
 from tests.test_worker import enqueue_test_job

@@ -12,9 +12,11 @@ import uuid
 import pytest
 from rq.job import JobStatus
 
-from myapp import control, lifecycle, state
+from myapp import job_json
+from myapp.connections import fetch_job
 from myapp.db import db
 from myapp.models import TrackedJob
+from myapp.pipeline import lifecycle
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def job(app, accounts):
     response = app.test_client().post("/api/jobs", json=body, headers=alice.headers)
     assert response.status_code == 202, response.text
     with app.app_context():
-        rq_job = control.fetch(response.json["id"])
+        rq_job = fetch_job(response.json["id"])
         lifecycle.job_changed(rq_job, "started")
         rq_job.set_status(JobStatus.FINISHED)
     return alice, rq_job
@@ -39,12 +41,12 @@ def job(app, accounts):
 def test_canceling_a_job_that_just_ended_is_409_and_keeps_its_end(app, job):
     alice, rq_job = job
     with app.app_context():
-        about_to_record = state.from_rq(rq_job, status="finished")  # the worker's next step
+        about_to_record = job_json.from_rq(rq_job, status="finished")  # the worker's next step
     response = app.test_client().post(f"/api/jobs/{rq_job.id}/cancel", headers=alice.headers)
     assert response.status_code == 409
     assert response.json == {"error": "the job has already ended (finished); nothing to cancel"}
     with app.app_context():
-        assert control.fetch(rq_job.id).get_status().value == "finished"
+        assert fetch_job(rq_job.id).get_status().value == "finished"
         lifecycle.record(about_to_record)
         assert db.session.get(TrackedJob, rq_job.id).status == "finished"
 
@@ -52,9 +54,9 @@ def test_canceling_a_job_that_just_ended_is_409_and_keeps_its_end(app, job):
 def test_a_state_older_than_the_record_never_overwrites_it(app, job):
     _, rq_job = job
     with app.app_context():
-        older = state.from_rq(rq_job, status="finished")
+        older = job_json.from_rq(rq_job, status="finished")
         row = db.session.get(TrackedJob, rq_job.id)
-        lifecycle.row_changed(row, status="canceled", ended_at=state.utcnow())
+        lifecycle.row_changed(row, status="canceled", ended_at=job_json.utcnow())
         lifecycle.record(older)  # computed before the cancel, arriving after it
         db.session.expire_all()
         assert db.session.get(TrackedJob, rq_job.id).status == "canceled"

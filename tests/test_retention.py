@@ -1,4 +1,4 @@
-"""How long myapp keeps things (:mod:`myapp.retention`): RQ's copy of an ended job
+"""How long myapp keeps things (:mod:`myapp.worker.retention`): RQ's copy of an ended job
 for ``JOB_REDIS_TTL_SECONDS``, ended records for ``JOB_RETENTION_DAYS``."""
 
 import time
@@ -10,10 +10,12 @@ from redis import Redis
 from rq.job import Job
 from rq.results import Result
 
-from myapp import retention, state, uploads
+from myapp import job_json
 from myapp.connections import get_queue
 from myapp.db import db
+from myapp.jobs import uploads
 from myapp.models import Contact, TrackedJob, Upload
+from myapp.worker import retention
 from tests.conftest import wait_until
 from tests.test_api import PROCESS, _user_id
 from tests.test_worker import enqueue_test_job
@@ -63,7 +65,7 @@ def test_a_failed_jobs_keys_expire_within_a_day(app, server, worker, alice):
 
 
 def add_job(user_id: int, status: str, age_days: float, ended: bool) -> str:
-    when = state.utcnow() - timedelta(days=age_days)
+    when = job_json.utcnow() - timedelta(days=age_days)
     job_id = str(uuid.uuid4())
     db.session.add(
         TrackedJob(id=job_id, user_id=user_id, kind="import_contacts", params={},

@@ -12,10 +12,10 @@ import time
 import pytest
 import requests
 
-from myapp import security
 from myapp.config import from_environment
 from myapp.db import db
 from myapp.models import User
+from myapp.web import throttle
 from tests.conftest import ROOT, wait_until
 from tests.sse_client import Stream
 from tests.test_auth import csrf_token
@@ -83,7 +83,7 @@ def test_session_cookies_are_httponly_samesite_and_secure_when_asked(make_app, a
 
 def test_guessing_a_password_is_stopped_after_a_few_tries(client, alice):
     wrong = {"name": alice.name, "password": "nope", "csrf_token": csrf_token(client)}
-    for _ in range(security.LOGIN_ATTEMPTS_PER_NAME):
+    for _ in range(throttle.LOGIN_ATTEMPTS_PER_NAME):
         assert client.post("/login", data=wrong).status_code == 401
     right = {**wrong, "password": alice.password}
     response = client.post("/login", data=right)
@@ -94,7 +94,7 @@ def test_guessing_a_password_is_stopped_after_a_few_tries(client, alice):
 def test_trying_many_names_from_one_address_is_stopped(client, accounts):
     address = {"REMOTE_ADDR": "198.51.100.7"}
     token = csrf_token(client)
-    for i in range(security.LOGIN_ATTEMPTS_PER_ADDRESS):
+    for i in range(throttle.LOGIN_ATTEMPTS_PER_ADDRESS):
         form = {"name": f"nobody-{i}", "password": "x", "csrf_token": token}
         assert client.post("/login", data=form, environ_overrides=address).status_code == 401
     bob = accounts.create()
@@ -114,8 +114,8 @@ def test_failures_from_one_address_never_block_the_right_password_from_another(m
     alice = accounts.create()
     token = csrf_token(client)
     attacker = {"X-Forwarded-For": fresh_address()}
-    for i in range(security.LOGIN_ATTEMPTS_PER_ADDRESS):
-        name = alice.name if i < security.LOGIN_ATTEMPTS_PER_NAME else f"made-up-{i}"
+    for i in range(throttle.LOGIN_ATTEMPTS_PER_ADDRESS):
+        name = alice.name if i < throttle.LOGIN_ATTEMPTS_PER_NAME else f"made-up-{i}"
         form = {"name": name, "password": "guess", "csrf_token": token}
         assert client.post("/login", data=form, headers=attacker).status_code == 401
     right = {"name": alice.name, "password": alice.password, "csrf_token": token}
@@ -128,7 +128,7 @@ def test_failures_from_one_address_never_block_the_right_password_from_another(m
 
 
 def test_guessing_one_name_from_many_addresses_is_bounded(client, alice, monkeypatch):
-    monkeypatch.setattr(security, "LOGIN_ATTEMPTS_PER_NAME_ANYWHERE", 6, raising=False)
+    monkeypatch.setattr(throttle, "LOGIN_ATTEMPTS_PER_NAME_ANYWHERE", 6, raising=False)
     token = csrf_token(client)
     wrong = {"name": alice.name, "password": "guess", "csrf_token": token}
     addresses = [{"REMOTE_ADDR": fresh_address()} for _ in range(6)]
@@ -144,7 +144,7 @@ def test_guessing_one_name_from_many_addresses_is_bounded(client, alice, monkeyp
 
 
 def test_a_burst_of_guesses_gets_only_the_allowed_number_checked(app, alice):
-    burst = 4 * security.LOGIN_ATTEMPTS_PER_NAME
+    burst = 4 * throttle.LOGIN_ATTEMPTS_PER_NAME
     clients = [app.test_client() for _ in range(burst)]
     wrong = {"name": alice.name, "password": "guess"}
     forms = [{**wrong, "csrf_token": csrf_token(client)} for client in clients]
@@ -164,7 +164,7 @@ def test_a_burst_of_guesses_gets_only_the_allowed_number_checked(app, alice):
     for thread in threads:
         thread.join()
     assert sorted(set(statuses)) == [401, 429]
-    assert statuses.count(401) == security.LOGIN_ATTEMPTS_PER_NAME
+    assert statuses.count(401) == throttle.LOGIN_ATTEMPTS_PER_NAME
 
 
 def test_unknown_names_cost_a_password_hash_like_known_ones(client, accounts):

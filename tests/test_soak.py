@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import requests
 
 from myapp.db import db
-from myapp.events import parse_id
 from myapp.models import TrackedJob, User
+from myapp.wire import parse_id
 from tests import rq_state
 from tests.conftest import wait_until
 from tests.sse_client import Stream

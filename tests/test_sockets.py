@@ -5,7 +5,7 @@ import subprocess
 import sys
 import threading
 
-from myapp.sockets import SendFirst
+from myapp.web.sockets import SendFirst
 from tests.conftest import ROOT
 
 
@@ -43,6 +43,6 @@ def test_everything_else_is_the_socket_s_own():
 def test_only_the_web_server_loads_gevent():
     """The app and the RQ worker import the socket helpers, not gevent (77 ms, and
     memory in every worker): only myapp's gunicorn worker class imports it."""
-    code = "import sys, myapp, myapp.stream, myapp.worker; print('gevent' in sys.modules)"
+    code = "import sys, myapp, myapp.web.stream, myapp.worker; print('gevent' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert loaded.stdout.split()[-1:] == ["False"], loaded.stderr

@@ -7,7 +7,7 @@ import requests
 from redis import Redis
 
 from myapp.db import db
-from myapp.events import active_key, channel_for
+from myapp.keys import active_key, channel_for
 from myapp.models import User
 from tests.sse_client import Stream
 

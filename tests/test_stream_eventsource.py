@@ -10,7 +10,7 @@ import requests
 from redis import Redis
 
 from myapp.db import db
-from myapp.events import channel_for
+from myapp.keys import channel_for
 from myapp.models import User
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from rq.job import Job
 
-from myapp import state
+from myapp import job_json
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.models import TrackedJob, User
@@ -22,7 +22,7 @@ def enqueue_test_job(app, account, func: str, retry=None, timeout=None, **kwargs
     """Enqueue one of :mod:`tests.job_bodies` the way :func:`myapp.jobs.submit` does."""
     with app.app_context():
         user = db.session.scalar(db.select(User).filter_by(name=account.name))
-        now = state.utcnow()
+        now = job_json.utcnow()
         job_id = str(uuid.uuid4())
         db.session.add(
             TrackedJob(id=job_id, user_id=user.id, kind="test", params=kwargs,
@@ -31,7 +31,7 @@ def enqueue_test_job(app, account, func: str, retry=None, timeout=None, **kwargs
         db.session.commit()
         get_queue().enqueue_call(
             func, kwargs=kwargs, job_id=job_id, retry=retry, timeout=timeout,
-            meta={"user_id": user.id, "kind": "test", "created_at": state.iso(now),
+            meta={"user_id": user.id, "kind": "test", "created_at": job_json.iso(now),
                   "max_attempts": 1 + (retry.max if retry else 0)},
         )  # fmt: skip
     return job_id

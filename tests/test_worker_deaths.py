@@ -1,5 +1,5 @@
 """A worker killed at each point of a job's life: the job ends, and a job that had
-not started yet runs after all (see :mod:`myapp.reaper`).
+not started yet runs after all (see :mod:`myapp.worker.reaper`).
 
 Each case starts a worker that kills its whole process group at one point of its
 first job (``tests/dying_worker.py``), then a healthy worker on the same queue.
@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from myapp import reaper
+from myapp.worker import reaper
 from tests.conftest import ROOT, wait_until
 from tests.test_faults import TERMINAL, Rig, records
 

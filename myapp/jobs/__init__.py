@@ -1,49 +1,18 @@
-"""Job kinds: what users may start, with the parameters each accepts.
+"""The registry of job kinds: what users may start, with the parameters each accepts.
 
 A kind is a job function (the work and :func:`myapp.progress.update` calls,
-nothing else), a strict pydantic model of its parameters, and a timeout.
+nothing else), a strict pydantic model of its parameters, and a timeout. Adding
+one is a module in this package and a line in :data:`KINDS` (docs/architecture.md
+walks through it). Starting, canceling and retrying jobs live beside the kinds:
+:mod:`myapp.jobs.submit`, :mod:`myapp.jobs.control`.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from flask import current_app
-from pydantic import BaseModel, ValidationError
 from rq import Retry
-from rq.rate_limit import RateLimit
 
-from myapp import batches, lifecycle, limits, metrics, state, uploads
-from myapp.connections import get_queue, get_redis
-from myapp.db import db, kept_after_commit
 from myapp.jobs import generate_profile, import_contacts, process_run, publish_album
-from myapp.jobs.pieces import Piece
-from myapp.models import TrackedJob, User
-
-
-@dataclass(frozen=True)
-class Kind:
-    #: The job function; None for a job in pieces, whose pieces do the work.
-    func: Callable[..., Any] | None
-    params: type[BaseModel]
-    #: Seconds before the job fails with "timed out after N s".
-    timeout: int
-    #: Automatic retries after an error or a dead worker; None: fail at once.
-    #: A job body raises :class:`PermanentError` for an error no retry can mend.
-    retry: Retry | None = None
-    #: A job in pieces (see :mod:`myapp.batches`): "batch" (run in parallel) or
-    #: "sequence" (each after the one before), and its pieces from its params.
-    mode: str | None = None
-    pieces: Callable[[dict[str, Any]], list[Piece]] | None = None
-    #: A piece of another kind's job: users cannot start it on its own.
-    internal: bool = False
-    #: The parameter whose value is stored once as an upload (:mod:`myapp.uploads`);
-    #: the job's params then name it, ``{"upload": id}``, instead of holding it.
-    upload: str | None = None
-
+from myapp.jobs.kind import Kind
 
 KINDS: dict[str, Kind] = {
     "process_run": Kind(process_run.run, process_run.Params, timeout=3600),
@@ -82,166 +51,3 @@ KINDS: dict[str, Kind] = {
         for stage, func in generate_profile.STAGES.items()
     },
 }
-
-
-#: Parameter errors listed in one answer; a huge bad request gets a short reply.
-MAX_ERRORS_LISTED = 10
-
-
-class InvalidJob(ValueError):
-    """A job request that is refused; the message says why, for the user."""
-
-
-def validate(payload: Any) -> tuple[str, dict[str, Any]]:
-    """Check ``{"kind": ..., "params": {...}}`` and return the kind and clean params."""
-    if not isinstance(payload, dict):
-        raise InvalidJob("the body must be a JSON object with 'kind' and 'params'")
-    unknown = set(payload) - {"kind", "params"}
-    if unknown:
-        raise InvalidJob(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-    kind = payload.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS or KINDS[kind].internal:
-        known = ", ".join(sorted(name for name, spec in KINDS.items() if not spec.internal))
-        raise InvalidJob(f"unknown kind {kind!r}; known kinds: {known}")
-    params = payload.get("params", {})
-    if not isinstance(params, dict):
-        raise InvalidJob("'params' must be a JSON object")
-    try:
-        model = KINDS[kind].params.model_validate(params, strict=True)
-    except ValidationError as exc:
-        errors = [_describe(error) for error in exc.errors()[:MAX_ERRORS_LISTED]]
-        if exc.error_count() > MAX_ERRORS_LISTED:
-            errors.append(f"and {exc.error_count() - MAX_ERRORS_LISTED} more")
-        raise InvalidJob("; ".join(errors)) from None
-    return kind, model.model_dump(mode="json")
-
-
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in ("params", *error["loc"]))
-    return f"{where}: {error['msg']}"
-
-
-def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Record and enqueue a job whose ``params`` passed :func:`validate`.
-
-    The caller checked the hourly quota (:func:`myapp.limits.precheck`). The user's
-    storage is checked and place taken first (:class:`myapp.limits.StorageFull`,
-    :class:`myapp.limits.TooManyJobs`), then the rows are written (a job in pieces
-    has one per piece; an upload goes in a row of its own, named by the params),
-    then the jobs enqueued; a failure at any point undoes the steps before it, so
-    nothing is left half-made.
-    """
-    spec = KINDS[kind]
-    now = state.utcnow()
-    job_id = str(uuid.uuid4())
-    upload = None
-    if spec.upload is not None:
-        data = uploads.pack(params[spec.upload])
-        limits.check_storage(user.id, len(data))
-        upload = uploads.new(user.id, job_id, data)
-        kept = {name: value for name, value in params.items() if name != spec.upload}
-        params = {**kept, "upload": upload.id}
-    row = TrackedJob(
-        id=job_id,
-        user_id=user.id,
-        kind=kind,
-        params=params,
-        status="queued",
-        created_at=now,
-        updated_at=now,
-        group_mode=spec.mode,
-    )
-    pieces = spec.pieces(params) if spec.pieces else []
-    if pieces:  # a parent's bar starts at 0 of its pieces, not "unknown"
-        row.progress_done, row.progress_total, row.progress_percent = 0, len(pieces), 0.0
-    children = [
-        TrackedJob(
-            id=str(uuid.uuid4()),
-            user_id=user.id,
-            kind=piece.kind,
-            params=piece.params,
-            status="queued",
-            created_at=now,
-            updated_at=now,
-            parent_id=row.id,
-            position=position,
-            name=piece.name,
-        )
-        for position, piece in enumerate(pieces)
-    ]
-    try:
-        limits.admit(user.id, row.id)
-    except Exception:  # refused, or Redis down: the upload added above is not kept
-        db.session.rollback()
-        raise
-    try:
-        db.session.add_all([row, *children])
-        with kept_after_commit():  # the enqueue and the answer read the rows
-            db.session.commit()
-        try:
-            if children:
-                batches.start(get_redis(), row, children, [piece.weight for piece in pieces])
-                _enqueue_pieces(children, spec.mode == "sequence")
-                metrics.job_enqueued(get_redis(), kind)
-            else:
-                enqueue(row)
-        except Exception:
-            # Whatever kept the jobs out of Redis, no row or job may outlive it.
-            for child in children:
-                _forget(child.id)
-            for record in [*children, row, *([upload] if upload else [])]:
-                db.session.delete(record)
-            db.session.commit()
-            raise
-    except Exception:
-        limits.release(user.id, row.id)
-        raise
-    job = row.to_dict()
-    lifecycle.publish(user.id, job)
-    return job
-
-
-def _enqueue_pieces(children: list[TrackedJob], sequence: bool) -> None:
-    """Enqueue each piece; in a sequence each waits for the one before (``depends_on``)."""
-    previous = None
-    for child in children:
-        enqueue(child, depends_on=previous if sequence else None)
-        previous = child.id
-
-
-def _forget(job_id: str) -> None:
-    queue = get_queue()
-    job = queue.fetch_job(job_id)
-    if job is not None:
-        job.delete()
-
-
-def enqueue(row: TrackedJob, depends_on: str | None = None) -> None:
-    """Put the row's job on the queue (again, for a retry), under its own id.
-
-    At most ``MAX_RUNNING_JOBS_PER_USER`` of a user's jobs run at once (RQ's rate
-    limit holds the others back), so one user cannot take every worker. A piece
-    of a sequence waits for the stage before it (``depends_on``).
-    """
-    spec = KINDS[row.kind]
-    concurrency = current_app.config["MAX_RUNNING_JOBS_PER_USER"]
-    meta = {
-        "user_id": row.user_id,
-        "kind": row.kind,
-        "created_at": state.iso(row.created_at),
-        "max_attempts": 1 + (spec.retry.max if spec.retry else 0),
-    }
-    if row.parent_id is not None:
-        meta.update(parent_id=row.parent_id, name=row.name)
-    get_queue().enqueue_call(
-        spec.func,
-        kwargs=row.params,
-        job_id=row.id,
-        timeout=spec.timeout,
-        retry=spec.retry,
-        description=f"{row.kind} {row.id}",
-        meta=meta,
-        depends_on=depends_on,
-        rate_limit=RateLimit(f"myapp:user:{row.user_id}", concurrency),
-    )
-    metrics.job_enqueued(get_redis(), row.kind)

@@ -1,6 +1,6 @@
 """``generate_profile``: make a character in three stages, each its own RQ job.
 
-A sequence (see :mod:`myapp.batches`): ``traits``, then ``background`` (which
+A sequence (see :mod:`myapp.pipeline.aggregate`): ``traits``, then ``background`` (which
 needs the traits), then ``summary`` (which needs both, and stores the profile
 in the database). Each stage starts only once the one before finished; when one
 fails, those after it never start. The generator is a simulation: it picks
@@ -17,10 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from rq import get_current_job
 
-from myapp import batches, progress
+from myapp import progress
 from myapp.db import db
-from myapp.jobs.pieces import PermanentError, Piece
+from myapp.errors import PermanentError
+from myapp.jobs.kind import Piece
 from myapp.models import Profile
+from myapp.pipeline.stages import earlier_results
 
 #: The stages, in order, with their share of the parent's bar.
 WEIGHTS = {"traits": 1, "background": 2, "summary": 1}
@@ -66,7 +68,7 @@ def traits(name: str | None, seed: int, stage_seconds: float, fail_stage: str | 
 
 def background(name: str | None, seed: int, stage_seconds: float, fail_stage: str | None) -> dict:
     rng = _work("background", seed, stage_seconds, fail_stage)
-    made = batches.earlier_results()["traits"]
+    made = earlier_results()["traits"]
     t = made["traits"]
     years = rng.randrange(3, 30)
     return {
@@ -79,7 +81,7 @@ def background(name: str | None, seed: int, stage_seconds: float, fail_stage: st
 
 def summary(name: str | None, seed: int, stage_seconds: float, fail_stage: str | None) -> dict:
     _work("summary", seed, stage_seconds, fail_stage)
-    earlier = batches.earlier_results()
+    earlier = earlier_results()
     made, story = earlier["traits"], earlier["background"]["background"]
     t = made["traits"]
     text = f"{made['name']}, a {t['virtue']} but {t['flaw']} {t['calling']} from {t['home']}."

@@ -1,11 +1,11 @@
 """``import_contacts``: write a user's contacts from rows of ``name``, ``email``, ``phone``.
 
 The rows come as JSON (``{"rows": [{"name": ..., "email": ...}, ...]}``) or as an
-uploaded CSV that :func:`form_payload` turns into that same payload before
-:func:`myapp.jobs.validate`. The parameters are strict on shape (types, keys, sizes)
+uploaded CSV that :mod:`myapp.web.contacts_csv` turns into that same payload before
+:func:`myapp.jobs.submit.validate`. The parameters are strict on shape (types, keys, sizes)
 and permissive on content: a row whose email is not an address is a *bad row*,
 counted and reported in the result, not a refused request. The validated rows are
-stored once, as an upload (:mod:`myapp.uploads`), and the job gets ``{"upload": id}``:
+stored once, as an upload (:mod:`myapp.jobs.uploads`), and the job gets ``{"upload": id}``:
 neither the job's record nor RQ's copy of it holds them.
 
 The job is resumable (:mod:`myapp.steps`): rows are written in batches of
@@ -21,8 +21,6 @@ or ``@`` (CSV injection), because a name like ``=HYPERLINK(...)`` is stored as i
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rq import get_current_job
 from sqlalchemy import func, select
 
-from myapp import jobs, uploads
 from myapp.db import db
+from myapp.jobs import uploads
 from myapp.models import Contact
 from myapp.steps import job_steps
 
@@ -41,8 +39,6 @@ MAX_ROWS = 100_000
 #: Longest cell the request accepts at all; longer ones are refused (400), shorter
 #: ones that break the limits below are bad rows.
 MAX_CELL = 1000
-#: Largest CSV upload, in bytes.
-MAX_CSV_BYTES = 32 * 1024 * 1024
 #: Rows written (and committed with the cursor) at a time.
 BATCH = 500
 #: Bad rows listed in the result (all of them are counted).
@@ -173,95 +169,3 @@ def _text_problem(field: str, value: str) -> str | None:
 
 
 # -- CSV uploads ----------------------------------------------------------------
-
-
-def form_payload(form: Mapping[str, Any], files: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON payload of a multipart upload: ``kind=import_contacts`` and a CSV ``file``.
-
-    Raises :class:`myapp.jobs.InvalidJob` for anything else.
-    """
-    unknown = (set(form) - {"kind", "csrf_token"}) | (set(files) - {"file"})
-    if unknown:
-        raise jobs.InvalidJob(f"unknown field(s): {', '.join(sorted(unknown))}")
-    if form.get("kind") != "import_contacts":
-        raise jobs.InvalidJob(
-            "a file upload must be kind=import_contacts, with the CSV in the 'file' field"
-        )
-    upload = files.get("file")
-    if upload is None:
-        raise jobs.InvalidJob("no file: send the CSV in the 'file' field")
-    data = upload.stream.read(MAX_CSV_BYTES + 1)
-    if len(data) > MAX_CSV_BYTES:
-        raise jobs.InvalidJob(f"the file is larger than {MAX_CSV_BYTES // 2**20} MiB")
-    return {"kind": "import_contacts", "params": {"rows": parse_csv(data)}}
-
-
-def parse_csv(data: bytes) -> list[dict[str, str]]:
-    """Rows of a UTF-8 CSV whose header names the columns ``name``, ``email`` and
-    optionally ``phone`` (any case, any order). Blank lines are skipped; a short
-    line's missing cells are empty (a bad row if that leaves no email).
-    """
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise jobs.InvalidJob(
-            f"the file is not UTF-8 text (byte {exc.start + 1}); save it as 'CSV UTF-8'"
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows: list[dict[str, str]] = []
-    try:
-        header = next((cells for cells in reader if _filled(cells)), None)
-        if header is None:
-            raise jobs.InvalidJob(
-                "the file is empty: expected a header row 'name,email' "
-                "(optionally with 'phone') and one line per contact"
-            )
-        columns = _columns(header)
-        for cells in reader:
-            if not _filled(cells):
-                continue
-            if len(cells) > len(columns):
-                raise jobs.InvalidJob(
-                    f"line {reader.line_num} has {len(cells)} values but the header has "
-                    f"{len(columns)} columns; put values that contain commas in double quotes"
-                )
-            if len(rows) == MAX_ROWS:
-                raise jobs.InvalidJob(f"the file has more than {MAX_ROWS:,} rows; split it")
-            cells += [""] * (len(columns) - len(cells))
-            rows.append(dict(zip(columns, cells, strict=True)))
-    except csv.Error as exc:
-        raise jobs.InvalidJob(
-            f"the file is not valid CSV (line {reader.line_num}): {exc}"
-        ) from None
-    if not rows:
-        raise jobs.InvalidJob("the file has a header row but no contacts")
-    return rows
-
-
-def _filled(cells: list[str]) -> bool:
-    return any(cell.strip() for cell in cells)
-
-
-def _columns(header: list[str]) -> list[str]:
-    names = [cell.strip().lower() for cell in header]
-    problems = []
-    unknown = [name for name in names if name not in COLUMNS]
-    if unknown:
-        shown = ", ".join(f'"{name[:40]}"' for name in unknown[:10])
-        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        problems.append(f"unknown column(s): {shown}{more}")
-    missing = [name for name in REQUIRED if name not in names]
-    if missing:
-        problems.append(f"missing column(s): {', '.join(missing)}")
-    duplicated = sorted({name for name in names if name in COLUMNS and names.count(name) > 1})
-    if duplicated:
-        problems.append(f"repeated column(s): {', '.join(duplicated)}")
-    if problems:
-        hint = ""
-        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-            hint = " (columns must be separated by commas)"
-        raise jobs.InvalidJob(
-            f"{'; '.join(problems)}{hint}. The header row must name the columns name and "
-            "email, and may name phone"
-        )
-    return names

@@ -1,6 +1,6 @@
 """``publish_album``: upload each photo of an album, one RQ job per photo.
 
-A batch (see :mod:`myapp.batches`): each item is a ``publish_album.upload`` job
+A batch (see :mod:`myapp.pipeline.aggregate`): each item is a ``publish_album.upload`` job
 that simulates a third-party photo API, taking ``latency_ms`` per started MB
 (at least ``latency_ms``), failing at random with ``failure_rate`` (a transient
 error: retried, up to :data:`RETRIES` times) and refusing any item with
@@ -18,7 +18,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from myapp import progress
-from myapp.jobs.pieces import PermanentError, Piece
+from myapp.errors import PermanentError
+from myapp.jobs.kind import Piece
 
 #: Automatic retries of a transient upload error, and the seconds between them.
 RETRIES = 4

@@ -5,7 +5,7 @@ each listing of jobs read them all and Redis kept a second copy. Now the server
 stores the rows here and the job gets ``{"upload": id}``; only the server makes such
 a reference (a user's params that name one are refused by the kind's strict model),
 and reading one checks that it belongs to the job's user. An upload lives as long
-as its job's record, so a retry still finds it; :mod:`myapp.retention` deletes both.
+as its job's record, so a retry still finds it; :mod:`myapp.worker.retention` deletes both.
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ import zlib
 from typing import Any
 
 from myapp.db import db
-from myapp.jobs.pieces import PermanentError
+from myapp.errors import MissingUpload
 from myapp.models import Upload
-
-
-class MissingUpload(PermanentError):
-    """The upload a job names is gone, or is not its user's: no retry can mend that."""
 
 
 def pack(rows: list[dict[str, Any]]) -> bytes:

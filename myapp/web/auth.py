@@ -13,7 +13,6 @@ from flask import (
     Blueprint,
     Flask,
     current_app,
-    jsonify,
     redirect,
     render_template,
     request,
@@ -21,13 +20,13 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, current_user, login_user, logout_user
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from markupsafe import escape
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from myapp import security
 from myapp.db import db
+from myapp.errors import Unauthenticated, wants_json
 from myapp.models import ApiToken, User
+from myapp.web.throttle import login_reserve, login_succeeded
 
 #: The session key holding :attr:`User.session_version` from sign-in.
 _VERSION_KEY = "session_version"
@@ -36,7 +35,7 @@ _VERSION_KEY = "session_version"
 class HeaderFirstCSRFProtect(CSRFProtect):
     """Flask-WTF's check, taking the token from its header before the form: a fetch
     that sends it there (the page's do) is checked without reading its body, which
-    may be a large upload that the limits refuse unread (:func:`myapp.limits.precheck`)."""
+    may be a large upload that the limits refuse unread (:func:`myapp.jobs.limits.precheck`)."""
 
     def _get_csrf_token(self):
         for header in current_app.config["WTF_CSRF_HEADERS"]:
@@ -58,13 +57,7 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     app.before_request(_protect_forms)
-    app.register_error_handler(CSRFError, _csrf_error)
     app.register_blueprint(bp)
-
-
-def wants_json() -> bool:
-    """API clients and the stream get JSON errors; the page gets HTML."""
-    return request.path.startswith(("/api/", "/stream")) or request.authorization is not None
 
 
 def _protect_forms():
@@ -73,16 +66,6 @@ def _protect_forms():
     if wants_json() and not current_user.is_authenticated:
         return  # the API answers 401 itself; there is no session to forge
     csrf.protect()
-
-
-def _csrf_error(error: CSRFError):
-    # A refusal must leave the session alone: a page with a form would call
-    # csrf_token(), start a new session for a cross-site post (which carries no
-    # cookie) and replace the visitor's cookie, signing them out.
-    if wants_json():
-        return jsonify(error=error.description), 400
-    page = f"<!doctype html><title>Bad request</title><p>{escape(error.description)}</p>"
-    return page, 400, {"Content-Type": "text/html; charset=utf-8"}
 
 
 @login_manager.user_loader
@@ -108,22 +91,22 @@ def _load_token_user(req) -> User | None:
 @login_manager.unauthorized_handler
 def _unauthorized():
     if wants_json():
-        return jsonify(error="authentication required"), 401
+        raise Unauthenticated
     return redirect(url_for("pages.index"))
 
 
 @bp.post("/login")
 def login():
     """Sign in; after too many failures for a name or from an address in a few
-    minutes (:mod:`myapp.security`), attempts answer 429 without checking anything."""
+    minutes (:mod:`myapp.web.throttle`), attempts answer 429 without checking anything."""
     name = request.form.get("name", "")[:200]
-    if not security.login_reserve(name):
+    if not login_reserve(name):
         error = "Too many failed sign-ins. Wait a few minutes, then try again."
         return render_template("index.html", user=None, error=error), 429
     user = db.session.scalar(db.select(User).filter_by(name=name))
     if not _password_matches(user, request.form.get("password", "")):
         return render_template("index.html", user=None, error="Wrong name or password."), 401
-    security.login_succeeded(name)
+    login_succeeded(name)
     session.clear()  # nothing from before sign-in survives it, the CSRF secret included
     login_user(user)
     session[_VERSION_KEY] = user.session_version

@@ -7,8 +7,8 @@ format and its :meth:`publish`, and instead:
 
 - reads only the signed-in user's channel;
 - sends ``retry:`` at once, then either the events after ``Last-Event-ID``
-  (from :mod:`myapp.events`) or a ``snapshot`` of the user's jobs, then live
-  events from this process's :class:`~myapp.hub.Hub`, each with its ``id:``;
+  (from :mod:`myapp.pipeline.event_log`) or a ``snapshot`` of the user's jobs, then live
+  events from this process's :class:`~myapp.web.hub.Hub`, each with its ``id:``;
 - sends a ``: keepalive`` comment when quiet;
 - with ``?job=<id>``, sends only that job and ends after its terminal event.
 """
@@ -19,18 +19,24 @@ import uuid
 from functools import partial
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import current_app, request
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 from redis.exceptions import RedisError
 
-from myapp import connections, events, limits, metrics
+from myapp import connections
 from myapp.db import db
-from myapp.events import channel_for
-from myapp.hub import CLOSE, KEEPALIVE, KEEPALIVE_TEXT, Hub
+from myapp.errors import NotFound, Unauthenticated, Unavailable
+from myapp.job_json import TERMINAL
+from myapp.jobs import limits
+from myapp.keys import active_key, channel_for
 from myapp.models import TrackedJob
-from myapp.sockets import takes_direct_writes
-from myapp.state import TERMINAL
+from myapp.ordering import is_older
+from myapp.pipeline import event_log
+from myapp.web import metrics
+from myapp.web.hub import CLOSE, KEEPALIVE, KEEPALIVE_TEXT, Hub
+from myapp.web.sockets import takes_direct_writes
+from myapp.wire import Event, parse_id
 
 #: How long a browser waits before it reconnects, in milliseconds.
 RETRY_MS = 2000
@@ -38,6 +44,8 @@ RETRY_MS = 2000
 SNAPSHOT_LIMIT = 200
 #: How many waiting events a stream sends in one write, at most.
 BATCH_MOST = 64
+#: The answer when Redis does not answer.
+STREAM_DOWN = "the event stream is unavailable; try again shortly"
 
 
 class UserStream(ServerSentEventsBlueprint):
@@ -49,14 +57,14 @@ class UserStream(ServerSentEventsBlueprint):
         """flask-sse's ``publish``, also logging the event for replay; returns its id."""
         message = Message(data, type=type, id=id, retry=retry).to_dict()
         retention = current_app.config["STREAM_RETENTION_SECONDS"]
-        event_id = events.append(self.redis, channel, message, retention)
+        event_id = event_log.append(self.redis, channel, message, retention)
         return event_id.decode() if isinstance(event_id, bytes) else event_id
 
     def hub(self) -> Hub:
         extensions = current_app.extensions
-        if "myapp.hub" not in extensions:
+        if "myapp.web.hub" not in extensions:
             config = current_app.config
-            extensions["myapp.hub"] = Hub(
+            extensions["myapp.web.hub"] = Hub(
                 self.redis,
                 channel_for("*"),
                 config["STREAM_QUEUE_SIZE"],
@@ -64,7 +72,7 @@ class UserStream(ServerSentEventsBlueprint):
                 heartbeat=config["STREAM_HEARTBEAT_SECONDS"],
                 figures=metrics.WebFigures(self.redis),
             )
-        return extensions["myapp.hub"]
+        return extensions["myapp.web.hub"]
 
     def stream(self):
         """Stream the signed-in user's channel; there is no way to name another."""
@@ -72,15 +80,13 @@ class UserStream(ServerSentEventsBlueprint):
         if job_id is not None:
             row = db.session.get(TrackedJob, job_id)
             if row is None or row.user_id != current_user.id:
-                return jsonify(error="no such job"), 404
+                raise NotFound("no such job")
         user_id, stream_id = current_user.id, uuid.uuid4().hex
         hub = self.hub()
         try:
             limits.open_stream(user_id, stream_id)
-        except limits.TooManyStreams as exc:
-            return jsonify(error=str(exc)), 429
-        except RedisError:
-            return jsonify(error="the event stream is unavailable; try again shortly"), 503
+        except RedisError as exc:
+            raise Unavailable(STREAM_DOWN) from exc
         try:
             # A ?job= stream picks its events: only a whole channel's are written directly.
             direct = job_id is None and takes_direct_writes(request.environ)
@@ -88,9 +94,9 @@ class UserStream(ServerSentEventsBlueprint):
                 channel_for(user_id), request.environ.get("gunicorn.socket"), direct
             )
             hub.figures.start(hub)
-        except RedisError:
+        except RedisError as exc:
             limits.close_stream(self.redis, user_id, stream_id)
-            return jsonify(error="the event stream is unavailable; try again shortly"), 503
+            raise Unavailable(STREAM_DOWN) from exc
         subscriber.id = stream_id
         redis = self.redis
 
@@ -106,9 +112,9 @@ class UserStream(ServerSentEventsBlueprint):
         had_ended = job_id is not None and last_id is not None and row.status in TERMINAL
         try:
             caught_up = self._catch_up(subscriber.channel, user_id, last_id, job_id, had_ended)
-        except RedisError:
+        except RedisError as exc:
             closed()
-            return jsonify(error="the event stream is unavailable; try again shortly"), 503
+            raise Unavailable(STREAM_DOWN) from exc
         if caught_up is None:
             # The client has seen the end: 204 is what tells an EventSource to
             # stop reconnecting (a stream held open would count against the limit).
@@ -131,11 +137,11 @@ class UserStream(ServerSentEventsBlueprint):
         """What the client missed, or a snapshot: (the text, its last key, whether
         a ``?job=`` stream has already ended); None when the client reconnects to
         a job that ``had_ended`` and was sent its end."""
-        missed = events.replay(self.redis, channel, last_id) if last_id else None
+        missed = event_log.replay(self.redis, channel, last_id) if last_id else None
         if had_ended and self._was_sent_the_end(channel, job_id, last_id, missed):
             return None
         if missed is not None:
-            texts, sent = [], events.parse_id(last_id)
+            texts, sent = [], parse_id(last_id)
             for event in missed:
                 if _wanted(event, job_id):
                     texts.append(event.text)
@@ -143,11 +149,11 @@ class UserStream(ServerSentEventsBlueprint):
                         return b"".join(texts), event.key, True
                 sent = event.key
             return b"".join(texts), sent, False
-        cut, active = events.snapshot_cut(self.redis, channel)
+        cut, active = event_log.snapshot_cut(self.redis, channel)
         jobs = snapshot_jobs(user_id, active, job_id)
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
         snapshot = str(Message({"jobs": jobs}, type="snapshot", id=cut)).encode()
-        return snapshot, events.parse_id(cut), ended
+        return snapshot, parse_id(cut), ended
 
     def _was_sent_the_end(self, channel, job_id, last_id, missed) -> bool:
         """Whether a client reconnecting to an ended job's stream from ``last_id`` has
@@ -157,12 +163,12 @@ class UserStream(ServerSentEventsBlueprint):
         the end is published; the end is out once the job has left the active jobs,
         which the script that logs it does."""
         if missed is None:
-            cut, _ = events.snapshot_cut(self.redis, channel)
-            if events.parse_id(last_id) != events.parse_id(cut):
+            cut, _ = event_log.snapshot_cut(self.redis, channel)
+            if parse_id(last_id) != parse_id(cut):
                 return False
         elif any(_wanted(event, job_id) and event.job["status"] in TERMINAL for event in missed):
             return False
-        return not self.redis.hexists(events.active_key(channel), job_id)
+        return not self.redis.hexists(active_key(channel), job_id)
 
 
 def _send(subscriber, opening: bytes, done: bool, job_id):
@@ -200,7 +206,7 @@ def _send(subscriber, opening: bytes, done: bool, job_id):
             yield b"".join(texts)
 
 
-def _wanted(event: events.Event, job_id: str | None) -> bool:
+def _wanted(event: Event, job_id: str | None) -> bool:
     return job_id is None or (event.job is not None and event.job["id"] == job_id)
 
 
@@ -228,7 +234,7 @@ def snapshot_jobs(
         rows += [child for row in running for child in row.children]
     jobs = {row.id: row.to_dict() for row in rows}
     for live_id, live in active.items():
-        if live_id in jobs and live["updated_at"] > jobs[live_id]["updated_at"]:
+        if live_id in jobs and is_older(jobs[live_id], than=live):
             jobs[live_id] = live
     return sorted(jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
 
@@ -240,5 +246,4 @@ sse.add_url_rule("", endpoint="stream", view_func=sse.stream)
 @sse.before_request
 def _require_user():
     if not current_user.is_authenticated:
-        return jsonify(error="authentication required"), 401
-    return None
+        raise Unauthenticated

@@ -24,9 +24,13 @@ from redis import Redis
 from rq.executions import ExecutionRegistry
 from rq.queue import Queue
 
-from myapp import control, lifecycle, retention, state
+from myapp import job_json
+from myapp.connections import fetch_job
 from myapp.db import db
+from myapp.jobs import control
 from myapp.models import TrackedJob
+from myapp.pipeline import lifecycle
+from myapp.worker import retention
 
 #: The error of a job whose worker was killed under it.
 WORKER_DIED = "worker died"
@@ -76,7 +80,7 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
     expired = registry.get_expired_job_ids(now)
     if expired:
         registry.cleanup(now)
-    stale = state.utcnow() - timedelta(seconds=quiet)
+    stale = job_json.utcnow() - timedelta(seconds=quiet)
     rows = db.session.scalars(
         db.select(TrackedJob.id)
         .where(TrackedJob.status.in_(("queued", "started")), TrackedJob.updated_at < stale)
@@ -132,12 +136,12 @@ def put_back_taken(queue: Queue, quiet: float) -> list[str]:
 def _resolve(job_id: str, quiet: float) -> None:
     """A job's worker may have died: make its record say what RQ says."""
     row = db.session.get(TrackedJob, job_id)
-    if row is None or row.status in state.TERMINAL:
+    if row is None or row.status in job_json.TERMINAL:
         return
-    job = control.fetch(job_id)
+    job = fetch_job(job_id)
     if job is None:
         current_app.logger.warning("job %s: Redis lost it", job_id)
-        lifecycle.row_changed(row, status="failed", ended_at=state.utcnow(), error=LOST)
+        lifecycle.row_changed(row, status="failed", ended_at=job_json.utcnow(), error=LOST)
         return
     status = job.get_status().value
     if status == row.status:
@@ -145,7 +149,7 @@ def _resolve(job_id: str, quiet: float) -> None:
     if status in ("failed", "queued", "scheduled"):
         current_app.logger.warning("job %s: its worker died; now %s", job_id, status)
         lifecycle.job_changed(job, status, error=WORKER_DIED, retry=control.retry_info(job))
-    elif status in state.TERMINAL and _ended_before(job.ended_at, quiet):
+    elif status in job_json.TERMINAL and _ended_before(job.ended_at, quiet):
         # Its worker died after RQ stored the end and before it was recorded. (Until
         # then, the worker may be recording it this very moment.)
         current_app.logger.warning("job %s: %s; its worker died before saying so", job_id, status)

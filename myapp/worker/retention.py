@@ -5,7 +5,7 @@ An ended job's record (with its children and its upload) is deleted once it is
 older than the retention; the contacts and profiles it made stay, as they are the
 user's data, not the job's. Records of jobs still queued or running are never
 deleted, whatever their age. Every worker calls :func:`purge` from
-:func:`myapp.reaper.reap`; a lock lets one of them do it per :data:`INTERVAL`.
+:func:`myapp.worker.reaper.reap`; a lock lets one of them do it per :data:`INTERVAL`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flask import current_app
 from redis import Redis
 from rq.queue import Queue
 
-from myapp import state
+from myapp import job_json
 from myapp.db import db
 from myapp.models import TrackedJob, Upload
 
@@ -36,11 +36,11 @@ def purge(queue: Queue, force: bool = False) -> list[str]:
     # RQ never cleans its canceled registry; a cancel's entry is scored when it came.
     ttl = current_app.config["JOB_REDIS_TTL_SECONDS"]
     redis.zremrangebyscore(queue.canceled_job_registry.key, "-inf", time.time() - ttl)
-    cutoff = state.utcnow() - timedelta(days=current_app.config["JOB_RETENTION_DAYS"])
+    cutoff = job_json.utcnow() - timedelta(days=current_app.config["JOB_RETENTION_DAYS"])
     ids = list(
         db.session.scalars(
             db.select(TrackedJob.id)
-            .where(TrackedJob.status.in_(state.TERMINAL), TrackedJob.ended_at < cutoff)
+            .where(TrackedJob.status.in_(job_json.TERMINAL), TrackedJob.ended_at < cutoff)
             .where(TrackedJob.parent_id.is_(None))  # a piece goes with its parent
             .limit(BATCH)
         )

@@ -2,7 +2,7 @@
 
 Every web process and every worker adds to the same counters in one Redis hash,
 so whichever process Prometheus scrapes, it reads the whole deployment's numbers.
-Workers count a job's ends as their events go out (:mod:`myapp.lifecycle`);
+Workers count a job's ends as their events go out (:mod:`myapp.pipeline.counters`);
 each web process keeps its stream figures in memory and adds them to Redis every
 :data:`FLUSH_SECONDS` (:class:`WebFigures`), with its open streams as a gauge that
 expires with the process. Who may read it: admins, or a request carrying
@@ -33,41 +33,17 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from myapp import state
 from myapp.connections import get_queue
+from myapp.keys import COUNTERS, WEB_FIGURES
+from myapp.pipeline.counters import DURATION_BUCKETS
 
 log = logging.getLogger(__name__)
 
-#: The counters of the whole deployment: ``name|label|label`` -> number.
-COUNTERS = "myapp:metrics"
-#: One hash per web process: its open streams, until it stops refreshing it.
-WEB = "myapp:metrics:web:"
 FLUSH_SECONDS = 5.0
 
-DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 bp = Blueprint("metrics", __name__)
-
-
-# -- counting -----------------------------------------------------------------------
-
-
-def job_enqueued(redis, kind: str) -> None:
-    redis.hincrby(COUNTERS, f"enqueued|{kind}", 1)
-
-
-def job_ended(redis, job: dict[str, Any]) -> None:
-    """Count a job's terminal event, and how long it ran (for jobs that started)."""
-    kind = job["kind"]
-    redis.hincrby(COUNTERS, f"ended|{kind}|{job['status']}", 1)
-    if job["started_at"] and job["ended_at"]:
-        seconds = (
-            state.parse_time(job["ended_at"]) - state.parse_time(job["started_at"])
-        ).total_seconds()
-        bucket = bisect.bisect_left(DURATION_BUCKETS, seconds)
-        redis.hincrby(COUNTERS, f"duration|{kind}|{bucket}", 1)
-        redis.hincrbyfloat(COUNTERS, f"duration_sum|{kind}", max(seconds, 0.0))
 
 
 class WebFigures:
@@ -116,8 +92,8 @@ class WebFigures:
             for bucket, count in lag.items():
                 pipe.hincrby(COUNTERS, f"lag|{bucket}", count)
             pipe.hincrbyfloat(COUNTERS, "lag_sum", lag_sum)
-            pipe.hset(WEB + self.name, "open_streams", hub.open_streams)
-            pipe.expire(WEB + self.name, int(FLUSH_SECONDS * 3))
+            pipe.hset(WEB_FIGURES + self.name, "open_streams", hub.open_streams)
+            pipe.expire(WEB_FIGURES + self.name, int(FLUSH_SECONDS * 3))
             pipe.execute()
 
 
@@ -180,7 +156,7 @@ class RedisCollector(Collector):
         yield self._queue()
 
     def _streams(self) -> float:
-        keys = list(self.redis.scan_iter(f"{WEB}*"))
+        keys = list(self.redis.scan_iter(f"{WEB_FIGURES}*"))
         if not keys:
             return 0.0
         with self.redis.pipeline(transaction=False) as pipe:

@@ -17,11 +17,17 @@ from rq.job import Job
 from rq.results import Result
 from sqlalchemy.orm import Session
 
-from myapp import batches, events, logs, metrics, state
-from myapp.connections import get_queue, get_redis
+from myapp import job_json, logs
+from myapp.connections import drop_job, get_queue, get_redis
 from myapp.db import db
-from myapp.events import channel_for
+from myapp.keys import channel_for
 from myapp.models import TrackedJob
+from myapp.ordering import is_older, recorded_order
+from myapp.pipeline import aggregate, event_log
+from myapp.pipeline.aggregate import fold
+from myapp.pipeline.counters import job_ended
+from myapp.pipeline.parent import parent_state
+from myapp.pipeline.stages import later_stages
 
 
 def job_changed(
@@ -32,7 +38,7 @@ def job_changed(
     retry: dict[str, Any] | None = None,
 ) -> None:
     """The worker saw ``job`` change status: record it and tell its user."""
-    data = state.from_rq(job, status=status, error=error, result=result, retry=retry)
+    data = job_json.from_rq(job, status=status, error=error, result=result, retry=retry)
     emit(job, data, durable=True)
     logs.job_changed(data, job.meta["user_id"])
 
@@ -41,7 +47,7 @@ def row_changed(row: TrackedJob, **changes: Any) -> dict[str, Any]:
     """The web changed a job (canceled before it ran, retried): record and tell."""
     for name, value in changes.items():
         setattr(row, name, value)
-    row.updated_at = state.utcnow()
+    row.updated_at = job_json.utcnow()
     db.session.commit()
     data = row.to_dict()
     publish(row.user_id, data)
@@ -86,10 +92,9 @@ def record(data: dict[str, Any]) -> None:
         if row is None:
             current_app.logger.warning("job %s has no database record", data["id"])
             return
-        if state.iso(row.updated_at) > data["updated_at"]:
+        if is_older(data, than=recorded_order(row)):
             # A newer state came first: a parent's, aggregated in another process, or
-            # one the web wrote (a cancel) while this was on its way. As on the
-            # stream (see myapp.events), an older state never undoes it.
+            # one the web wrote (a cancel) while this was on its way (myapp.ordering).
             return
         row.apply(data)
         session.commit()
@@ -103,16 +108,16 @@ def publish(user_id: int, data: dict[str, Any]) -> None:
 
 def _append(redis, user_id: int, data: dict[str, Any]) -> None:
     retention = current_app.config["STREAM_RETENTION_SECONDS"]
-    events.append(redis, channel_for(user_id), {"data": data, "type": "job"}, retention)
-    if data["status"] in state.TERMINAL:
-        metrics.job_ended(redis, data)
+    event_log.append(redis, channel_for(user_id), {"data": data, "type": "job"}, retention)
+    if data["status"] in job_json.TERMINAL:
+        job_ended(redis, data)
         _bound_in_redis(redis, data["id"])
 
 
 # Once the record holds a job's end, RQ's copy is only for rq-dashboard: it expires
 # within ARGV[1] seconds (sooner if RQ said so, as a finished job's result_ttl does),
 # and so does its place in the failed registry (RQ keeps a failure a year). The
-# canceled registry, which RQ never cleans, is cleared by myapp.reaper.
+# canceled registry, which RQ never cleans, is cleared by myapp.worker.reaper.
 # KEYS: job hash, its results, failed registry. ARGV: TTL, job id.
 _BOUND = """
 local ttl = tonumber(ARGV[1])
@@ -138,7 +143,7 @@ def _bound_in_redis(redis, job_id: str) -> None:
     redis.eval(_BOUND, len(keys), *keys, current_app.config["JOB_REDIS_TTL_SECONDS"], job_id)
 
 
-# -- jobs in pieces: a child's change moves its parent (see myapp.batches) --------
+# -- jobs in pieces: a child's change moves its parent (see myapp.pipeline.aggregate) --------
 
 
 def _child_changed(user_id: int, child: dict[str, Any]) -> None:
@@ -148,7 +153,7 @@ def _child_changed(user_id: int, child: dict[str, Any]) -> None:
         parent = db.session.get(TrackedJob, child["parent"])
         if parent is not None and parent.group_mode == "sequence":
             _skip_after(child)
-    outcome = batches.aggregate(get_redis(), child, gap, db_interval)
+    outcome = fold(get_redis(), child, gap, db_interval)
     _parent_changed(user_id, child["parent"], outcome)
 
 
@@ -156,7 +161,7 @@ def flush_parent(user_id: int, parent_id: str) -> None:
     """Send the parent's event that a throttle held back, if nobody sent it since."""
     config = current_app.config
     gap, db_interval = 1 / config["PROGRESS_MAX_RATE"], config["PROGRESS_DB_INTERVAL"]
-    _parent_changed(user_id, parent_id, batches.flush(get_redis(), parent_id, gap, db_interval))
+    _parent_changed(user_id, parent_id, aggregate.flush(get_redis(), parent_id, gap, db_interval))
 
 
 def _parent_changed(user_id: int, parent_id: str, outcome: Any) -> None:
@@ -170,7 +175,7 @@ def _parent_changed(user_id: int, parent_id: str, outcome: Any) -> None:
         if parent is None:
             return
         before = parent.status
-        data = batches.parent_state(parent, outcome)
+        data = parent_state(parent, outcome)
         if outcome.durable:
             record(data)
         _append(get_redis(), user_id, data)
@@ -185,10 +190,9 @@ def _flush_later(app, user_id: int, parent_id: str) -> None:
 
 def _skip_after(child: dict[str, Any]) -> None:
     """A stage of a sequence failed: those after it will never start."""
-    from myapp import control  # control uses this module
 
     db.session.rollback()  # the failed stage's unfinished work is not kept
-    for stage in batches.later_stages(child["id"]):
-        control.drop(stage.id)
+    for stage in later_stages(child["id"]):
+        drop_job(stage.id)
         error = f"skipped: {child['name']} {child['status']}"
-        row_changed(stage, status="skipped", ended_at=state.utcnow(), error=error)
+        row_changed(stage, status="skipped", ended_at=job_json.utcnow(), error=error)

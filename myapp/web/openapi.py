@@ -1,7 +1,7 @@
 """The OpenAPI description of the JSON API, at ``/api/openapi.json``.
 
 Each kind's parameters come from its pydantic model, so the description cannot
-drift from what :func:`myapp.jobs.validate` accepts.
+drift from what :func:`myapp.jobs.submit.validate` accepts.
 """
 
 from __future__ import annotations

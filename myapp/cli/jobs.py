@@ -18,12 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from myapp import control, limits
 from myapp.connections import get_redis
 from myapp.db import db
-from myapp.events import channel_for, next_message, published_on
+from myapp.errors import Conflict, TooManyJobs
+from myapp.job_json import TERMINAL
+from myapp.jobs import control
+from myapp.keys import channel_for, published_on
 from myapp.models import TrackedJob, User
-from myapp.state import TERMINAL
+from myapp.ordering import is_older
+from myapp.wire import next_message
 
 cli = AppGroup("jobs", help="List, watch, cancel and retry jobs.")
 
@@ -76,7 +79,7 @@ def cancel(job_id: str) -> None:
     """Cancel a queued or running job."""
     try:
         job = control.cancel(_job(job_id))
-    except control.Conflict as exc:
+    except Conflict as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{job['id']}: {'canceled' if job['status'] == 'canceled' else 'cancel requested'}")
 
@@ -87,7 +90,7 @@ def retry(job_id: str) -> None:
     """Run a failed or canceled job again."""
     try:
         job = control.retry(_job(job_id))
-    except (control.Conflict, limits.TooManyJobs) as exc:
+    except (Conflict, TooManyJobs) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{job['id']}: {job['status']}")
 
@@ -162,7 +165,7 @@ class _Bars:
 
     def show(self, job: dict[str, Any]) -> None:
         old = self.jobs.get(job["id"])
-        if old is not None and old["updated_at"] > job["updated_at"]:
+        if old is not None and is_older(job, than=old):
             return
         self.jobs[job["id"]] = job
         percent = job["progress"]["percent"]

@@ -3,13 +3,13 @@
 :class:`TrackingWorker` is RQ's forking ``Worker`` with these additions:
 
 - after RQ has stored each change of a job's status, it hands the job to
-  :mod:`myapp.lifecycle`, which covers what job bodies cannot report: a job that
+  :mod:`myapp.pipeline.lifecycle`, which covers what job bodies cannot report: a job that
   raised, timed out, or whose work horse was killed;
 - cancel: a job whose cancel request it sees is ended ``canceled`` (and stopped
   with RQ's stop command when it does not stop by itself within the grace);
 - survival: the work horse dies with its worker (no orphan keeps running),
   heartbeats are short, and every worker reaps jobs whose worker died
-  (:mod:`myapp.reaper`), so none stays taken or ``started`` for long;
+  (:mod:`myapp.worker.reaper`), so none stays taken or ``started`` for long;
 - a graceful stop (SIGTERM) interrupts the running job at its next progress
   call and puts it back on the queue, to resume from its checkpoint.
 """
@@ -27,10 +27,13 @@ from rq import Worker
 from rq.exceptions import InvalidJobOperation
 from rq.serializers import JSONSerializer
 
-from myapp import control, lifecycle, progress, reaper
+from myapp import progress
 from myapp.connections import get_queue
 from myapp.db import db
-from myapp.jobs.pieces import PermanentError
+from myapp.errors import PermanentError
+from myapp.jobs import control
+from myapp.pipeline import lifecycle
+from myapp.worker import reaper
 
 _PR_SET_PDEATHSIG = 1
 #: Seconds before a worker that lost Redis starts again.

@@ -3,7 +3,7 @@
 A batch (items run in parallel) or a sequence (stages run one after another) is
 a parent record with no RQ job of its own; each piece is an ordinary RQ job with
 its own record, so operators see every piece in rq-dashboard. As each child's
-event passes through :mod:`myapp.lifecycle`, :func:`aggregate` folds it into a
+event passes through :mod:`myapp.pipeline.lifecycle`, :func:`aggregate` folds it into a
 Redis hash (one Lua script, so every worker sees the same counts) and says when
 the parent's event is due: at once when the parent's status changes, else at
 most once per ``1 / PROGRESS_MAX_RATE`` seconds across all processes. The bar
@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import get_current_job
 
-from myapp import state
+from myapp import job_json
 from myapp.db import db
+from myapp.keys import parent_key
 from myapp.models import TrackedJob
 
 #: How long a parent's aggregate is kept after its last change.
@@ -114,10 +114,6 @@ redis.call('HSET', key, 'class', 'reopened')
 """
 
 
-def key(parent_id: str) -> str:
-    return f"myapp:parent:{parent_id}"
-
-
 @dataclass(frozen=True)
 class Aggregate:
     """The parent's state as the script returned it."""
@@ -135,7 +131,7 @@ class Aggregate:
     @classmethod
     def parse(cls, parent_id: str, reply: list) -> Aggregate:
         now, durable, klass, *numbers, canceled, mode = (_text(value) for value in reply[1:])
-        counts = dict(zip(state.COUNTED, (int(n or 0) for n in numbers[:6]), strict=True))
+        counts = dict(zip(job_json.COUNTED, (int(n or 0) for n in numbers[:6]), strict=True))
         counts["total"] = sum(counts.values())
         done, weight = int(numbers[6] or 0), int(numbers[7] or 1)
         return cls(
@@ -155,8 +151,9 @@ def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def start(redis: Redis, parent: TrackedJob, children: list[TrackedJob], weights: list[int]) -> None:
+def start(redis: Redis, parent: TrackedJob, children: list[TrackedJob]) -> None:
     """Create the parent's aggregate: every child queued, nothing done."""
+    weights = [child.weight or 1 for child in children]
     fields: dict[str, Any] = {
         "mode": parent.group_mode,
         "total": len(children),
@@ -169,60 +166,50 @@ def start(redis: Redis, parent: TrackedJob, children: list[TrackedJob], weights:
         fields[f"s:{child.id}"] = "queued"
         fields[f"w:{child.id}"] = weight
     with redis.pipeline() as pipe:
-        pipe.delete(key(parent.id))
-        pipe.hset(key(parent.id), mapping=fields)
-        pipe.expire(key(parent.id), KEEP_SECONDS)
+        pipe.delete(parent_key(parent.id))
+        pipe.hset(parent_key(parent.id), mapping=fields)
+        pipe.expire(parent_key(parent.id), KEEP_SECONDS)
         pipe.execute()
 
 
 def rebuild(redis: Redis, parent: TrackedJob) -> None:
     """Make the aggregate again from the records, when Redis no longer has it."""
     children = list(parent.children)
-    weights = [_weight(parent, child) for child in children]
-    start(redis, parent, children, weights)
+    start(redis, parent, children)
     fields: dict[str, Any] = {"class": "rebuilt", "sum": 0}
-    for child, weight in zip(children, weights, strict=True):
-        counted = state.counted_as(child.status)
+    for child in children:
+        counted = job_json.counted_as(child.status)
         fields[f"s:{child.id}"] = counted
         done = 1000 if child.status == "finished" else int((child.progress_percent or 0) * 10)
         fields[f"f:{child.id}"] = done
-        fields["sum"] += done * weight
-    for status, count in state.counts(child.status for child in children).items():
+        fields["sum"] += done * (child.weight or 1)
+    for status, count in job_json.counts(child.status for child in children).items():
         if status != "total":
             fields[f"n:{status}"] = count
-    redis.hset(key(parent.id), mapping=fields)
+    redis.hset(parent_key(parent.id), mapping=fields)
 
 
-def _weight(parent: TrackedJob, child: TrackedJob) -> int:
-    from myapp.jobs import KINDS  # the registry imports this module
-
-    pieces = KINDS[parent.kind].pieces
-    if pieces is None:
-        return 1
-    return {piece.name: piece.weight for piece in pieces(parent.params)}.get(child.name, 1)
-
-
-def aggregate(redis: Redis, child: dict[str, Any], gap: float, db_interval: float) -> Any:
+def fold(redis: Redis, child: dict[str, Any], gap: float, db_interval: float) -> Any:
     """Fold a child's new state into its parent's: an :class:`Aggregate` when the
     parent's event is due, the seconds to wait when it is held back, or None."""
     percent = child["progress"]["percent"]
     done = -1 if percent is None else int(percent * 10)
     parent_id = child["parent"]
-    args = [child["id"], state.counted_as(child["status"]), done, int(gap * 1000)]
+    args = [child["id"], job_json.counted_as(child["status"]), done, int(gap * 1000)]
     args += [int(db_interval * 1000), KEEP_SECONDS]
-    reply = redis.eval(_AGGREGATE, 1, key(parent_id), *args)
+    reply = redis.eval(_AGGREGATE, 1, parent_key(parent_id), *args)
     if reply[0] == -1:
         parent = db.session.get(TrackedJob, parent_id)
         if parent is None:
             return None
         rebuild(redis, parent)
-        reply = redis.eval(_AGGREGATE, 1, key(parent_id), *args)
+        reply = redis.eval(_AGGREGATE, 1, parent_key(parent_id), *args)
     return _answer(parent_id, reply)
 
 
 def flush(redis: Redis, parent_id: str, gap: float, db_interval: float) -> Any:
     """The held-back parent event, if nobody sent it meanwhile (as :func:`aggregate`)."""
-    reply = redis.eval(_FLUSH, 1, key(parent_id), int(gap * 1000), int(db_interval * 1000))
+    reply = redis.eval(_FLUSH, 1, parent_key(parent_id), int(gap * 1000), int(db_interval * 1000))
     return _answer(parent_id, reply)
 
 
@@ -236,111 +223,12 @@ def _answer(parent_id: str, reply: list) -> Any:
 
 def cancel(redis: Redis, parent_id: str) -> None:
     """The user canceled the parent: once its children end, it ends ``canceled``."""
-    redis.hset(key(parent_id), "canceled", 1)
+    redis.hset(parent_key(parent_id), "canceled", 1)
 
 
 def reopen(redis: Redis, parent: TrackedJob, children: list[TrackedJob]) -> None:
     """Before ``children`` run again: count them queued, with no progress. The
     parent's next event goes out at once, whatever the throttle says."""
-    if not redis.exists(key(parent.id)):
+    if not redis.exists(parent_key(parent.id)):
         rebuild(redis, parent)
-    redis.eval(_REOPEN, 1, key(parent.id), *(child.id for child in children))
-
-
-def parent_state(parent: TrackedJob, agg: Aggregate) -> dict[str, Any]:
-    """The parent's JSON for ``agg``: status, bar, message, and at its end the outcome."""
-    children = db.session.execute(
-        db.select(TrackedJob.id, TrackedJob.name, TrackedJob.status, TrackedJob.error,
-                  TrackedJob.result)
-        .filter_by(parent_id=parent.id)
-        .order_by(TrackedJob.position)
-    ).all()  # fmt: skip
-    counts = agg.counts
-    status, error, result = "started" if agg.started else "queued", None, None
-    if agg.ended:
-        status, error, result = _outcome(agg, children)
-    data = state.job_json(
-        id=parent.id,
-        kind=parent.kind,
-        status=status,
-        done=counts["finished"],
-        total=counts["total"],
-        message=_message(agg, children, status),
-        created_at=parent.created_at,
-        started_at=parent.started_at or (agg.at if agg.started else None),
-        ended_at=agg.at if agg.ended else None,
-        updated_at=agg.at,
-        error=error,
-        result=result,
-        percent=agg.percent,
-    )
-    data["children"] = [child.id for child in children]
-    data["counts"] = counts
-    return data
-
-
-def _outcome(agg: Aggregate, children) -> tuple[str, str | None, Any]:
-    counts = agg.counts
-    failed = [child for child in children if child.status == "failed"]
-    if agg.mode == "sequence":
-        if failed:
-            stage = failed[0]
-            position = children.index(stage) + 1
-            where = f"stage {position} of {len(children)} ({stage.name})"
-            return "failed", f"{where} failed: {stage.error}", None
-        if counts["finished"] < counts["total"]:
-            return "canceled", None, None
-        return "finished", None, children[-1].result
-    result = {
-        "finished": [child.name for child in children if child.status == "finished"],
-        "failed": [{"id": c.id, "name": c.name, "error": c.error} for c in failed],
-    }
-    if failed and not agg.canceled:
-        return "failed", f"{len(failed)} of {counts['total']} failed", result
-    if counts["finished"] < counts["total"]:
-        return "canceled", None, result
-    return "finished", None, result
-
-
-def _message(agg: Aggregate, children, status: str) -> str:
-    counts = agg.counts
-    if agg.mode == "sequence":
-        current = next((i for i, child in enumerate(children) if child.status != "finished"), None)
-        if current is None:
-            return f"{len(children)}/{len(children)} stages done"
-        return f"{current + 1}/{len(children)}: {children[current].name}"
-    parts = [f"{counts['finished']} of {counts['total']} done"]
-    if counts["started"] and status == "started":
-        parts.append(f"{counts['started']} running")
-    if counts["failed"]:
-        parts.append(f"{counts['failed']} failed")
-    if counts["canceled"]:
-        parts.append(f"{counts['canceled']} canceled")
-    return ", ".join(parts)
-
-
-def later_stages(child_id: str) -> list[TrackedJob]:
-    """The stages after this one in its sequence that have not ended."""
-    child = db.session.get(TrackedJob, child_id)
-    if child is None or child.parent_id is None:
-        return []
-    return list(
-        db.session.scalars(
-            db.select(TrackedJob)
-            .filter_by(parent_id=child.parent_id)
-            .where(TrackedJob.position > child.position, TrackedJob.status.notin_(state.TERMINAL))
-            .order_by(TrackedJob.position)
-        )
-    )
-
-
-def earlier_results() -> dict[str, Any]:
-    """In a stage of a sequence: the results of the stages before it, by name."""
-    job = get_current_job()
-    me = db.session.get(TrackedJob, job.id)
-    rows = db.session.scalars(
-        db.select(TrackedJob)
-        .filter_by(parent_id=me.parent_id)
-        .where(TrackedJob.position < me.position)
-    )
-    return {row.name: row.result for row in rows}
+    redis.eval(_REOPEN, 1, parent_key(parent.id), *(child.id for child in children))

@@ -5,7 +5,7 @@ and ``MAX_STREAMS_PER_USER`` open streams.
 The active count lives in Redis, as a set of job ids per user, so every web and
 worker process sees the same one: a job takes its place when submitted and gives it
 back with its terminal event (in the same script that publishes it, see
-:mod:`myapp.events`), including the "worker died" event of a job whose worker
+:mod:`myapp.pipeline.event_log`), including the "worker died" event of a job whose worker
 was killed, so the count cannot drift. The same script counts the job in the
 user's hour (a counter per clock hour of Redis' own time), so neither limit can be
 passed by requests that arrive together.
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from flask import current_app
 
-from myapp import uploads
 from myapp.connections import get_redis
-from myapp.events import admitted_key, channel_for
+from myapp.errors import StorageFull, TooManyJobs, TooManyStreams
+from myapp.jobs import uploads
+from myapp.keys import admitted_key, channel_for, hour_key, streams_key
 
 #: Seconds a window of ``MAX_JOBS_PER_HOUR`` lasts.
 HOUR = 3600
@@ -40,19 +41,11 @@ return 1
 """
 
 
-class TooManyJobs(Exception):
-    """The user has as many active jobs, or has started as many this hour, as allowed."""
-
-
-class StorageFull(Exception):
-    """The user's uploads would take more than ``MAX_STORED_BYTES_PER_USER``."""
-
-
 def _take_place(user_id: int, job_id: str, look_only: bool) -> None:
     config = current_app.config
     active, per_hour = config["MAX_ACTIVE_JOBS_PER_USER"], config["MAX_JOBS_PER_HOUR"]
     channel = channel_for(user_id)
-    keys = [admitted_key(channel), f"{channel}:hour"]
+    keys = [admitted_key(channel), hour_key(channel)]
     args = [job_id, active, per_hour, "1" if look_only else "0", HOUR]
     answer = get_redis().eval(_ADMIT, len(keys), *keys, *args)
     if answer == 0:
@@ -106,7 +99,7 @@ def check_storage(user_id: int, new_bytes: int) -> None:
 # -- open streams ---------------------------------------------------------------------
 
 # A sorted set per user: stream id -> when its lease runs out. Each web process renews
-# its streams' leases (see myapp.hub), so those of a process that died drop out by themselves.
+# its streams' leases (see myapp.web.hub), so those of a process that died drop out by themselves.
 _OPEN_STREAM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -121,14 +114,6 @@ return 1
 """
 
 
-class TooManyStreams(Exception):
-    """The user has as many open streams as allowed."""
-
-
-def _streams_key(user_id: int) -> str:
-    return f"{channel_for(user_id)}:streams"  # as renew_streams() names it
-
-
 def stream_lease_seconds() -> float:
     """Leases are renewed every heartbeat interval; three missed renewals end one."""
     return 3 * current_app.config["STREAM_HEARTBEAT_SECONDS"] + 5
@@ -138,7 +123,7 @@ def open_stream(user_id: int, stream_id: str) -> None:
     """Take (or renew) a stream's place; :class:`TooManyStreams` when none is left."""
     limit = current_app.config["MAX_STREAMS_PER_USER"]
     args = [stream_id, limit, stream_lease_seconds()]
-    if not get_redis().eval(_OPEN_STREAM, 1, _streams_key(user_id), *args):
+    if not get_redis().eval(_OPEN_STREAM, 1, streams_key(channel_for(user_id)), *args):
         raise TooManyStreams(f"you already have {limit} open streams; close one first")
 
 
@@ -158,10 +143,10 @@ def renew_streams(redis, lease_seconds: float, open_streams: dict[str, list[str]
     script = redis.register_script(_RENEW_STREAMS)
     with redis.pipeline(transaction=False) as pipe:
         for channel, stream_ids in open_streams.items():
-            script(keys=[f"{channel}:streams"], args=[lease_seconds, *stream_ids], client=pipe)
+            script(keys=[streams_key(channel)], args=[lease_seconds, *stream_ids], client=pipe)
         pipe.execute()
 
 
 def close_stream(redis, user_id: int, stream_id: str) -> None:
     """Free a stream's place; takes ``redis``, as it runs after the request's context."""
-    redis.zrem(_streams_key(user_id), stream_id)
+    redis.zrem(streams_key(channel_for(user_id)), stream_id)

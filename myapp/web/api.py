@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, current_app, jsonify, request
+from flask import Blueprint, Flask, request
 from flask_login import current_user
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
 
-from myapp import control, jobs, limits
-from myapp.auth import wants_json
 from myapp.db import db
+from myapp.errors import InvalidJob, NotFound, Unauthenticated, Unavailable
+from myapp.jobs import control, limits
+from myapp.jobs.submit import submit, validate
 from myapp.models import TrackedJob
+from myapp.web.contacts_csv import form_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -18,23 +19,18 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 LIST_LIMIT = 200
 
 
+#: The answer when Redis does not answer: nothing was started.
+QUEUE_DOWN = "the job queue is unavailable; nothing was started"
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.register_error_handler(HTTPException, _http_error)
-
-
-def _http_error(error: HTTPException):
-    """Answer API clients in JSON for every HTTP error (404, 405, 413, ...)."""
-    if wants_json():
-        return jsonify(error=error.description), error.code
-    return error
 
 
 @bp.before_request
 def _require_user():
     if not current_user.is_authenticated:
-        return jsonify(error="authentication required"), 401
-    return None
+        raise Unauthenticated
 
 
 @bp.get("/jobs")
@@ -56,52 +52,34 @@ def list_jobs():
     return {"jobs": [row.to_dict() for row in db.session.scalars(query)]}
 
 
-#: The answer to each refusal of :mod:`myapp.limits`.
-_REFUSED = {limits.TooManyJobs: 429, limits.StorageFull: 413}
-
-
 @bp.post("/jobs")
 def create_job():
     uploading = request.mimetype == "multipart/form-data"  # a CSV, for import_contacts
     try:  # before the body is read: a refused user's 40 MB are never parsed
         limits.precheck(current_user.id, uploading)
-    except (limits.TooManyJobs, limits.StorageFull, RedisError) as exc:
-        return _refused(exc, "new")
+    except RedisError as exc:
+        raise Unavailable(QUEUE_DOWN) from exc
     if uploading:
-        try:
-            payload = jobs.import_contacts.form_payload(request.form, request.files)
-        except jobs.InvalidJob as exc:
-            return jsonify(error=str(exc)), 400
+        payload = form_payload(request.form, request.files)
     else:
         try:
             payload = request.get_json(silent=True)
         except RecursionError:
-            return jsonify(error="the JSON body is nested too deeply"), 400
+            raise InvalidJob("the JSON body is nested too deeply") from None
     if payload is None:
-        return jsonify(error="expected a JSON body (Content-Type: application/json)"), 400
+        raise InvalidJob("expected a JSON body (Content-Type: application/json)")
+    kind, params = validate(payload)
     try:
-        kind, params = jobs.validate(payload)
-    except jobs.InvalidJob as exc:
-        return jsonify(error=str(exc)), 400
-    try:
-        job = jobs.submit(current_user, kind, params)
-    except (limits.TooManyJobs, limits.StorageFull, RedisError) as exc:
-        return _refused(exc, kind)
-    return job, 202
-
-
-def _refused(exc: Exception, kind: str):
-    if isinstance(exc, RedisError):
-        current_app.logger.exception("could not enqueue a %s job", kind)
-        return jsonify(error="the job queue is unavailable; nothing was started"), 503
-    return jsonify(error=str(exc)), _REFUSED[type(exc)]
+        return submit(current_user, kind, params), 202
+    except RedisError as exc:
+        raise Unavailable(QUEUE_DOWN) from exc
 
 
 def _own_job(job_id: str) -> TrackedJob:
     """The signed-in user's job; 404 for anyone else's, revealing nothing."""
     row = db.session.get(TrackedJob, job_id)
     if row is None or row.user_id != current_user.id:
-        abort(404, description="no such job")
+        raise NotFound("no such job")
     return row
 
 
@@ -113,10 +91,7 @@ def get_job(job_id: str):
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
     """202: a running job stops within about a second; the stream says ``canceled``."""
-    try:
-        return control.cancel(_own_job(job_id)), 202
-    except control.Conflict as exc:
-        return jsonify(error=str(exc)), 409
+    return control.cancel(_own_job(job_id)), 202
 
 
 @bp.post("/jobs/<job_id>/retry")
@@ -124,7 +99,5 @@ def retry_job(job_id: str):
     row = _own_job(job_id)
     try:
         return control.retry(row), 202
-    except control.Conflict as exc:
-        return jsonify(error=str(exc)), 409
-    except (limits.TooManyJobs, RedisError) as exc:
-        return _refused(exc, row.kind)
+    except RedisError as exc:
+        raise Unavailable(QUEUE_DOWN) from exc

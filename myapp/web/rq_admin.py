@@ -10,14 +10,14 @@ tests create):
 - every job, worker and requeue it reads uses RQ's JSON serializer, as our jobs do;
 - every field it prints is escaped (``templates/rq_dashboard/base.html`` and
   ``static/rq-dashboard-escape.js``), and its CSP allows no inline script but its own
-  (:mod:`myapp.security`);
+  (:mod:`myapp.web.headers`);
 - what changes state answers POST only, with a CSRF token: it sends the
   ``_csrf_token`` cookie back as the ``X-CSRFToken`` header, which Flask-WTF checks
   like any other form;
 - Delete of a running job asks it to stop, as the API's cancel does, instead of
   deleting it under its worker (which would finish it anyway);
 - what an operator does there (requeue, delete, empty a registry) is copied into
-  our job records and told to the users' streams (:func:`myapp.control.sync`).
+  our job records and told to the users' streams (:func:`myapp.jobs.control.sync`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 from rq_dashboard.web import setup_rq_connection
 
-from myapp import control
-from myapp.auth import wants_json
-from myapp.connections import get_queue
+from myapp.connections import fetch_job, get_queue
+from myapp.errors import Forbidden, NotFound, Unauthenticated, WrongMethod, wants_json
+from myapp.jobs import control
 
 _REGISTRIES = {
     "failed": FailedJobRegistry,
@@ -88,17 +88,17 @@ def init_app(app: Flask) -> None:
 def _admins_only():
     if not current_user.is_authenticated:
         if wants_json():
-            return jsonify(error="authentication required"), 401
+            raise Unauthenticated
         return redirect(url_for("pages.index"))
     if not current_user.is_admin:
-        return jsonify(error="rq-dashboard is for admin users"), 403
+        raise Forbidden("rq-dashboard is for admin users")
     instance = (request.view_args or {}).get("instance_number")
     if instance is not None and instance >= len(current_app.config["RQ_DASHBOARD_REDIS_URL"]):
-        return jsonify(error="no such Redis instance"), 404
+        raise NotFound("no such Redis instance")
     rule = request.url_rule
     if request.method == "GET" and rule is not None and "POST" in (rule.methods or ()):
         # requeue-all answers GET too, so a link from another site could run it.
-        return jsonify(error="this action changes jobs: send it as a POST"), 405
+        raise WrongMethod("this action changes jobs: send it as a POST")
     if request.method == "POST":
         if request.endpoint == "rq_dashboard.delete_job_view":
             stopped = _stop_if_running((request.view_args or {})["job_id"])
@@ -115,7 +115,7 @@ rq_dashboard.blueprint.before_request_funcs.setdefault(None, []).insert(0, _admi
 
 def _stop_if_running(job_id: str):
     """Delete of a running job: ask it to stop rather than pull it from its worker."""
-    job = control.fetch(job_id)
+    job = fetch_job(job_id)
     if job is None or job.get_status() != JobStatus.STARTED:
         return None
     control.request_stop(job_id)

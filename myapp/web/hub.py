@@ -29,9 +29,10 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from myapp.events import Event, next_message, published_on
-from myapp.metrics import WebFigures
-from myapp.sockets import chunk
+from myapp.keys import published_on
+from myapp.web.metrics import WebFigures
+from myapp.web.sockets import chunk
+from myapp.wire import Event, next_message
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Subscriber:
         self.queue: queue.SimpleQueue[Event | None | bool | bytes] = queue.SimpleQueue()
         self.size = size
         self.dropped = False
-        #: The stream's place in its user's limit (see :mod:`myapp.limits`).
+        #: The stream's place in its user's limit (see :mod:`myapp.jobs.limits`).
         self.id = ""
 
     def offer(self, batch: Batch) -> bool:
@@ -190,7 +191,7 @@ class Hub:
         self.pattern = pattern
         self.queue_size = queue_size
         #: Called every ``heartbeat`` seconds with the open streams' ids by
-        #: channel, to keep their leases (see :func:`myapp.limits.renew_streams`).
+        #: channel, to keep their leases (see :func:`myapp.jobs.limits.renew_streams`).
         self.renew = renew
         #: Seconds between the keepalives of a quiet stream.
         self.heartbeat = heartbeat
@@ -214,7 +215,7 @@ class Hub:
         """Register a stream; once this returns, no event for ``channel`` is missed.
 
         ``direct``: the hub may write the stream's events to ``sock`` itself, in
-        HTTP/1.1 chunks (see :func:`myapp.sockets.takes_direct_writes`).
+        HTTP/1.1 chunks (see :func:`myapp.web.sockets.takes_direct_writes`).
         """
         self._start()
         if not self._ready.wait(timeout):

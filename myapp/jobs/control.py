@@ -12,32 +12,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 
-from myapp import batches, lifecycle, limits, state
-from myapp.connections import get_queue, get_redis
+from myapp import job_json
+from myapp.connections import drop_job, fetch_job, get_queue, get_redis
 from myapp.db import db
-from myapp.jobs import KINDS, enqueue
+from myapp.errors import Conflict
+from myapp.jobs import KINDS, limits
+from myapp.jobs.submit import enqueue
+from myapp.keys import cancel_key
 from myapp.models import TrackedJob
-from myapp.progress import cancel_key
-
-
-class Conflict(Exception):
-    """The job is not in a state that allows this (answered with 409)."""
+from myapp.pipeline import aggregate, lifecycle
 
 
 def cancel_requested_at(redis, job_id: str) -> float | None:
     value = redis.get(cancel_key(job_id))
     return float(value) if value is not None else None
-
-
-def fetch(job_id: str) -> Job | None:
-    queue = get_queue()
-    try:
-        return Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
-    except NoSuchJobError:
-        return None
 
 
 def cancel(row: TrackedJob) -> dict[str, Any]:
@@ -48,11 +39,11 @@ def cancel(row: TrackedJob) -> dict[str, Any]:
     """
     if row.parent_id is not None:
         raise Conflict("this job is a piece of another; cancel that one instead")
-    if row.status in state.TERMINAL:
+    if row.status in job_json.TERMINAL:
         raise Conflict(f"the job has already ended ({row.status}); nothing to cancel")
     if row.group_mode:
-        batches.cancel(get_redis(), row.id)
-        for child in _children(row, lambda status: status not in state.TERMINAL):
+        aggregate.cancel(get_redis(), row.id)
+        for child in _children(row, lambda status: status not in job_json.TERMINAL):
             try:
                 _cancel_one(child)
             except Conflict:
@@ -70,11 +61,11 @@ def request_stop(job_id: str) -> None:
 
 def _cancel_one(row: TrackedJob) -> dict[str, Any]:
     request_stop(row.id)
-    job = fetch(row.id)
+    job = fetch_job(row.id)
     status = job.get_status().value if job is not None else None
     if status == "started":
         return row.to_dict()  # its worker stops it; the stream says when
-    if status in state.TERMINAL:
+    if status in job_json.TERMINAL:
         # It ended an instant ago, and its worker is recording that now.
         raise Conflict(f"the job has already ended ({status}); nothing to cancel")
     if job is not None:
@@ -82,7 +73,7 @@ def _cancel_one(row: TrackedJob) -> dict[str, Any]:
             job.cancel()
         except InvalidJobOperation:
             pass  # canceled already, by a request a moment ago
-    now = state.utcnow()
+    now = job_json.utcnow()
     return lifecycle.row_changed(row, status="canceled", ended_at=now)
 
 
@@ -102,7 +93,7 @@ def retry(row: TrackedJob) -> dict[str, Any]:
         if not row.group_mode:
             return _requeue(row)
         again = _children(row, lambda status: status != "finished")
-        batches.reopen(get_redis(), row, again)
+        aggregate.reopen(get_redis(), row, again)
         previous = None
         for child in again:
             _requeue(child, depends_on=previous if row.group_mode == "sequence" else None)
@@ -116,18 +107,11 @@ def retry(row: TrackedJob) -> dict[str, Any]:
 
 def _requeue(row: TrackedJob, depends_on: str | None = None) -> dict[str, Any]:
     get_redis().delete(cancel_key(row.id))
-    drop(row.id)  # a new job under the same id takes its place
+    drop_job(row.id)  # a new job under the same id takes its place
     enqueue(row, depends_on=depends_on)
     return lifecycle.row_changed(
         row, status="queued", started_at=None, ended_at=None, error=None, result=None
     )
-
-
-def drop(job_id: str) -> None:
-    """Delete the job from RQ, if RQ still has it."""
-    job = fetch(job_id)
-    if job is not None:
-        job.delete()
 
 
 def _children(row: TrackedJob, wanted) -> list[TrackedJob]:
@@ -143,18 +127,18 @@ def sync(job_id: str) -> None:
     row = db.session.get(TrackedJob, job_id)
     if row is None or row.group_mode:
         return  # a parent has no RQ job: its pieces are synced one by one
-    job = fetch(job_id)
+    job = fetch_job(job_id)
     if job is None:
-        if row.status not in state.TERMINAL:
+        if row.status not in job_json.TERMINAL:
             lifecycle.row_changed(
-                row, status="canceled", ended_at=state.utcnow(), error="deleted in rq-dashboard"
+                row, status="canceled", ended_at=job_json.utcnow(), error="deleted in rq-dashboard"
             )
         return
     status = job.get_status().value
     if status == row.status:
         return
-    if status in state.TERMINAL:
-        lifecycle.row_changed(row, status=status, ended_at=row.ended_at or state.utcnow())
+    if status in job_json.TERMINAL:
+        lifecycle.row_changed(row, status=status, ended_at=row.ended_at or job_json.utcnow())
     else:
         lifecycle.row_changed(row, status=status, ended_at=None, error=None, result=None)
 
@@ -167,5 +151,5 @@ def retry_info(job: Job) -> dict[str, Any] | None:
         return None
     when = None
     if status == "scheduled":
-        when = state.iso(get_queue().scheduled_job_registry.get_scheduled_time(job))
+        when = job_json.iso(get_queue().scheduled_job_registry.get_scheduled_time(job))
     return {"attempt": attempts - job.retries_left, "of": attempts, "at": when}

@@ -75,7 +75,7 @@ def _page_args() -> tuple[int, int]:
 
 def _whole_arg(name: str, default: int, low: int, high: int) -> int:
     """A query argument that must be a whole number in [low, high]; 400 otherwise
-    (JSON under ``/api/``, see :func:`myapp.api._http_error`)."""
+    (JSON under ``/api/``, see :func:`myapp.web.api._http_error`)."""
     raw = request.args.get(name)
     if raw is None:
         return default
