@@ -2,7 +2,7 @@
 
 - ``gunicorn app:app`` and ``flask --app app ...`` import the app from here.
 - ``python3 app.py`` installs what it needs into ``.venv`` and runs everything:
-  an embedded Redis (unless ``REDIS_URL`` is set), one RQ worker and the web
+  an embedded Redis (unless ``REDIS_URL`` is set), RQ workers and the web
   server on http://127.0.0.1:5000.
 - ``python3 app.py test [PYTEST ARGS]`` installs what the tests need and runs them.
 

@@ -11,7 +11,8 @@ The package by role (docs/architecture.md has the map):
 - ``worker/``, ``web/`` and ``cli/``: the three kinds of process;
 - entry points: this factory, ``devserver``, ``gunicorn_config``, ``gunicorn_worker``.
 
-Imports point down that list, never up (``tests/test_layout.py`` holds them to it).
+A module imports from its own entry of that list or the ones before it, never from
+a later one (``tests/test_layout.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; configuration from the environment, then ``test_config``."""
     # The factory imports its parts when it runs, as flaskr's does: every import of
-    # a myapp module runs this file first, and a worker's job must not load the web.
+    # a myapp module runs this file first, and importing a job's module (as RQ does)
+    # must not load the web side.
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from myapp import cli, connections, db, errors, logs

@@ -10,7 +10,8 @@ place that keeps a job's latest state decides which is newer by this module:
 - a stream's snapshot, merged with what arrived while it was taken
   (:mod:`myapp.web.stream`);
 - ``flask jobs watch`` (:mod:`myapp.cli.jobs`);
-- the page (``static/app.js``, ``isNewer``), which applies the same comparison.
+- the page (``static/app.js``, ``isNewer``), which applies the same comparison
+  and also drops an equal state, as a duplicate it has shown already.
 
 Today a state's order is its ``updated_at``: ISO 8601 UTC of fixed width, so the
 strings compare as the times do.

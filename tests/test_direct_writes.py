@@ -15,8 +15,9 @@ from redis import Redis
 
 from myapp.keys import channel_for
 from myapp.pipeline import event_log
-from myapp.web.hub import KEEPALIVE, KEEPALIVE_CHUNK, Batch, Hub, Subscriber
+from myapp.web.hub import Hub
 from myapp.web.sockets import SendFirst, chunk, takes_direct_writes
+from myapp.web.subscriber import KEEPALIVE, KEEPALIVE_CHUNK, Batch, Subscriber
 from myapp.wire import Event
 from tests.test_hub import user_id
 

@@ -8,7 +8,8 @@ from redis import Redis
 
 from myapp.keys import COUNTERS, channel_for, log_key
 from myapp.pipeline import event_log
-from myapp.web.hub import CLOSE, Hub
+from myapp.web.hub import Hub
+from myapp.web.subscriber import CLOSE
 from tests.slow_link import slow_link
 from tests.sse_client import Stream
 from tests.test_stream import snapshot_sent

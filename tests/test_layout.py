@@ -87,3 +87,11 @@ def test_the_rules_catch_a_cycle_an_upward_import_and_an_unexplained_late_one(tm
     assert any(problem.startswith("myapp.web.api:1 (web)") for problem in wrong)
     assert [(imp.source, imp.explained) for imp in found if imp.late] == [("myapp.jobs", False)]
     assert ("myapp.worker.reaper", "gunicorn", 1) in layout.third_party(root)
+
+
+def test_every_page_is_made_from_the_base_template():
+    """One head and one top bar: each page of the app extends templates/base.html."""
+    pages = [path for path in (ROOT / "templates").glob("*.html") if path.name != "base.html"]
+    assert len(pages) >= 3
+    for page in pages:
+        assert page.read_text().startswith('{% extends "base.html" %}'), page.name

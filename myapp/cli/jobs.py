@@ -7,7 +7,6 @@ channels as the web processes.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -26,7 +25,7 @@ from myapp.jobs import control
 from myapp.keys import channel_for, published_on
 from myapp.models import TrackedJob, User
 from myapp.ordering import is_older
-from myapp.wire import next_message
+from myapp.wire import next_message, published
 
 cli = AppGroup("jobs", help="List, watch, cancel and retry jobs.")
 
@@ -120,10 +119,9 @@ def watch(job_id: str | None, user_name: str | None) -> None:
             message = next_message(pubsub, wait=1.0)
             if message is None or message["type"] not in ("message", "pmessage"):
                 continue
-            event = json.loads(message["data"].partition(b" ")[2])
-            job = event.get("data")
-            if event.get("type") != "job" or job.get("parent") is not None:
-                continue  # a piece of a batch: its parent's bar shows it
+            job = published(message["data"]).job
+            if job is None or job.get("parent") is not None:
+                continue  # not a job's state, or a piece of a batch: its parent's bar shows it
             if row is None or job["id"] == row.id:
                 bars.show(job)
     pubsub.close()

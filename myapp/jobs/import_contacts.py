@@ -166,6 +166,3 @@ def _text_problem(field: str, value: str) -> str | None:
     except UnicodeEncodeError:
         return f"{field} is not valid text"
     return None
-
-
-# -- CSV uploads ----------------------------------------------------------------

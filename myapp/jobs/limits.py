@@ -6,9 +6,10 @@ The active count lives in Redis, as a set of job ids per user, so every web and
 worker process sees the same one: a job takes its place when submitted and gives it
 back with its terminal event (in the same script that publishes it, see
 :mod:`myapp.pipeline.event_log`), including the "worker died" event of a job whose worker
-was killed, so the count cannot drift. The same script counts the job in the
-user's hour (a counter per clock hour of Redis' own time), so neither limit can be
-passed by requests that arrive together.
+was killed, so the count cannot drift. The script that takes the place
+(``_ADMIT``, below) also counts the job in the user's hour (a counter per clock
+hour of Redis' own time), so neither limit can be passed by requests that arrive
+together.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A batch (items run in parallel) or a sequence (stages run one after another) is
 a parent record with no RQ job of its own; each piece is an ordinary RQ job with
 its own record, so operators see every piece in rq-dashboard. As each child's
-event passes through :mod:`myapp.pipeline.lifecycle`, :func:`aggregate` folds it into a
+event passes through :mod:`myapp.pipeline.lifecycle`, :func:`fold` folds it into a
 Redis hash (one Lua script, so every worker sees the same counts) and says when
 the parent's event is due: at once when the parent's status changes, else at
 most once per ``1 / PROGRESS_MAX_RATE`` seconds across all processes. The bar
@@ -208,7 +208,7 @@ def fold(redis: Redis, child: dict[str, Any], gap: float, db_interval: float) ->
 
 
 def flush(redis: Redis, parent_id: str, gap: float, db_interval: float) -> Any:
-    """The held-back parent event, if nobody sent it meanwhile (as :func:`aggregate`)."""
+    """The held-back parent event, if nobody sent it meanwhile (as :func:`fold`)."""
     reply = redis.eval(_FLUSH, 1, parent_key(parent_id), int(gap * 1000), int(db_interval * 1000))
     return _answer(parent_id, reply)
 

@@ -1,8 +1,11 @@
 """Where a job's state becomes an event: the user's stream and the database record.
 
-Everything that changes a job (the web submitting it, the worker starting and
-ending it, :mod:`myapp.progress` moving it) ends here; nothing else publishes
-or writes job state.
+Every change of a job's state (the web submitting, canceling or retrying it, the
+worker starting and ending it, :mod:`myapp.progress` moving it) is published here,
+and nothing else publishes job state. The record of a state is written here too,
+except the rows :mod:`myapp.jobs.submit` first writes and the checkpoint
+:mod:`myapp.steps` commits with a job's work. docs/architecture.md draws the route
+and names the rules it keeps (ordering, coalescing).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ MAX_CSV_BYTES = 32 * 1024 * 1024
 def form_payload(form: Mapping[str, Any], files: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON payload of a multipart upload: ``kind=import_contacts`` and a CSV ``file``.
 
-    Raises :class:`myapp.InvalidJob` for anything else.
+    Raises :class:`myapp.errors.InvalidJob` for anything else.
     """
     unknown = (set(form) - {"kind", "csrf_token"}) | (set(files) - {"file"})
     if unknown:

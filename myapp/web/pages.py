@@ -1,4 +1,4 @@
-"""The dashboard page."""
+"""The page: a signed-in user's jobs, live (``/``), and the favicon."""
 
 from __future__ import annotations
 

@@ -34,8 +34,9 @@ from myapp.models import TrackedJob
 from myapp.ordering import is_older
 from myapp.pipeline import event_log
 from myapp.web import metrics
-from myapp.web.hub import CLOSE, KEEPALIVE, KEEPALIVE_TEXT, Hub
+from myapp.web.hub import Hub
 from myapp.web.sockets import takes_direct_writes
+from myapp.web.subscriber import CLOSE, KEEPALIVE, KEEPALIVE_TEXT
 from myapp.wire import Event, parse_id
 
 #: How long a browser waits before it reconnects, in milliseconds.

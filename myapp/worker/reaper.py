@@ -28,6 +28,7 @@ from myapp import job_json
 from myapp.connections import fetch_job
 from myapp.db import db
 from myapp.jobs import control
+from myapp.keys import REAPER_LOCK, taken_key
 from myapp.models import TrackedJob
 from myapp.pipeline import lifecycle
 from myapp.worker import retention
@@ -40,7 +41,6 @@ LOST = "lost: Redis no longer has this job"
 RECONCILE_BATCH = 100
 #: An interval's worth of quiet, times this, and a worker is taken for dead.
 QUIET_INTERVALS = 4
-_LOCK = "myapp:reaper"
 
 # Back to the front of the queue, if still taken by no one: queued, in the
 # intermediate list, with no execution whose heartbeat is live in the started
@@ -71,7 +71,7 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
     RQ says otherwise are brought in step.
     """
     redis = queue.connection
-    if not force and not redis.set(_LOCK, 1, nx=True, px=max(1, int(interval * 1000))):
+    if not force and not redis.set(REAPER_LOCK, 1, nx=True, px=max(1, int(interval * 1000))):
         return
     quiet = interval * QUIET_INTERVALS
     put_back_taken(queue, quiet)
@@ -103,7 +103,7 @@ def put_back_taken(queue: Queue, quiet: float) -> list[str]:
     reapings and across workers. Returns the jobs put back.
     """
     redis = queue.connection
-    seen_key = f"myapp:taken:{queue.name}"
+    seen_key = taken_key(queue.name)
     taken = queue.intermediate_queue.get_job_ids()
     seen = {key.decode(): float(value) for key, value in redis.hgetall(seen_key).items()}
     if not taken and not seen:

@@ -19,19 +19,19 @@ from rq.queue import Queue
 
 from myapp import job_json
 from myapp.db import db
+from myapp.keys import RETENTION_LOCK
 from myapp.models import TrackedJob, Upload
 
 #: Seconds between two purges (by any worker).
 INTERVAL = 600
 #: Records deleted at most per purge, so one purge stays short.
 BATCH = 500
-_LOCK = "myapp:retention"
 
 
 def purge(queue: Queue, force: bool = False) -> list[str]:
     """Delete what is past its retention; returns the ids of the records deleted."""
     redis: Redis = queue.connection
-    if not force and not redis.set(_LOCK, 1, nx=True, ex=INTERVAL):
+    if not force and not redis.set(RETENTION_LOCK, 1, nx=True, ex=INTERVAL):
         return []
     # RQ never cleans its canceled registry; a cancel's entry is scored when it came.
     ttl = current_app.config["JOB_REDIS_TTL_SECONDS"]
