@@ -3,11 +3,10 @@
 import pytest
 import requests
 
+from myapp.job_json import TERMINAL
 from myapp.jobs.publish_album import RETRIES
 from tests.sse_client import Stream
 from tests.test_stream import snapshot_sent
-
-TERMINAL = {"finished", "failed", "canceled", "stopped", "skipped"}
 
 
 @pytest.fixture

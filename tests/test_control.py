@@ -14,12 +14,11 @@ import requests
 from redis import Redis
 from rq import Retry, Worker
 
+from myapp.job_json import TERMINAL
 from tests.conftest import ROOT, wait_until
 from tests.sse_client import Stream
 from tests.test_stream import finished, snapshot_sent, start
 from tests.test_worker import enqueue_test_job
-
-TERMINAL = {"finished", "failed", "canceled", "stopped"}
 
 
 @pytest.fixture

@@ -25,12 +25,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from myapp.db import db
+from myapp.job_json import TERMINAL
 from myapp.models import Contact, TrackedJob
 from tests.conftest import ROOT, free_port, wait_until, web_command
 from tests.sse_client import Stream
 from tests.test_stream import snapshot_sent
-
-TERMINAL = {"finished", "failed", "canceled", "stopped", "skipped"}
 
 
 @dataclass

@@ -18,6 +18,7 @@ from rq import Worker
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.errors import InvalidJob
+from myapp.job_json import TERMINAL
 from myapp.jobs import import_contacts, uploads
 from myapp.jobs.submit import validate
 from myapp.models import Contact, TrackedJob, User
@@ -27,7 +28,7 @@ from tests.sse_client import Stream
 from tests.test_api import _user_id, rows_of, rq_jobs_of
 from tests.test_auth import csrf_token, sign_in
 from tests.test_control import worker_running
-from tests.test_stream import TERMINAL, snapshot_sent
+from tests.test_stream import snapshot_sent
 from tests.test_worker import enqueue_test_job
 
 HEADER = b"name,email,phone\n"

@@ -22,12 +22,11 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from myapp.job_json import TERMINAL
 from tests.conftest import ROOT, free_port, wait_until, web_command
 from tests.sse_client import Stream
 from tests.test_batches import album, ended, last, submit
 from tests.test_stream import snapshot_sent
-
-TERMINAL = {"finished", "failed", "canceled", "stopped", "skipped"}
 
 
 @dataclass

@@ -7,11 +7,10 @@ import requests
 from redis import Redis
 
 from myapp.db import db
+from myapp.job_json import TERMINAL
 from myapp.keys import active_key, channel_for
 from myapp.models import User
 from tests.sse_client import Stream
-
-TERMINAL = {"finished", "failed", "stopped", "canceled"}
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import uuid
 
 import pytest
 
+from myapp.job_json import TERMINAL
 from myapp.worker import reaper
 from tests.conftest import ROOT, wait_until
-from tests.test_faults import TERMINAL, Rig, records
+from tests.test_faults import Rig, records
 
 #: What the record must end as, for a death at each point.
 ENDS = {
