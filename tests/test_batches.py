@@ -3,10 +3,8 @@
 import pytest
 import requests
 
-from myapp.job_json import TERMINAL
 from myapp.jobs.publish_album import RETRIES
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
+from tests.sse_client import Stream, ended, last, snapshot_sent
 
 
 @pytest.fixture
@@ -43,15 +41,6 @@ def post(server, account, path):
 
 def get(server, account, path):
     return requests.get(f"{server}{path}", headers=account.headers, timeout=30)
-
-
-def ended(stream, job_id, after=0):
-    """A predicate: the job's event stream holds a terminal event past index ``after``."""
-    return lambda _: any(e["status"] in TERMINAL for e in stream.job_events(job_id)[after:])
-
-
-def last(stream, job_id) -> dict:
-    return stream.job_events(job_id)[-1]
 
 
 def runs(stream, job_id, after=0) -> int:

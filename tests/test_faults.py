@@ -28,8 +28,7 @@ from myapp.db import db
 from myapp.job_json import TERMINAL
 from myapp.models import Contact, TrackedJob
 from tests.conftest import ROOT, free_port, wait_until, web_command
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
+from tests.sse_client import Stream, snapshot_sent
 
 
 @dataclass

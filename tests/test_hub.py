@@ -10,8 +10,7 @@ from myapp.keys import COUNTERS, channel_for, log_key
 from myapp.pipeline import event_log
 from myapp.web.hub import CLOSE, Hub
 from tests.slow_link import slow_link
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
+from tests.sse_client import Stream, snapshot_sent
 
 
 def pattern_subscribers(redis: Redis) -> int:

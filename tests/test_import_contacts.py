@@ -24,11 +24,10 @@ from myapp.jobs.submit import validate
 from myapp.models import Contact, TrackedJob, User
 from myapp.web import contacts_csv
 from tests.conftest import ROOT, wait_until
-from tests.sse_client import Stream
+from tests.sse_client import Stream, ended, snapshot_sent
 from tests.test_api import _user_id, rows_of, rq_jobs_of
 from tests.test_auth import csrf_token, sign_in
 from tests.test_control import worker_running
-from tests.test_stream import snapshot_sent
 from tests.test_worker import enqueue_test_job
 
 HEADER = b"name,email,phone\n"
@@ -329,10 +328,6 @@ def make_rows(count: int, bad_every: int) -> tuple[list[dict], dict[int, str]]:
 def to_csv(rows: list[dict]) -> bytes:
     lines = ["Name,Email,Phone"] + [f'"{r["name"]}",{r["email"]},{r["phone"] or ""}' for r in rows]
     return "\r\n".join(lines).encode()
-
-
-def ended(stream, job_id, statuses=TERMINAL, after: int = 0):
-    return lambda _: any(e["status"] in statuses for e in stream.job_events(job_id)[after:])
 
 
 def assert_written_once(app, job_id, user_account, expected_rows: set[int], rows: list[dict]):

@@ -74,8 +74,7 @@ def test_admin_opens_one_of_our_jobs_there(app, client, accounts):
 
 
 def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, server, accounts):
-    from tests.sse_client import Stream
-    from tests.test_stream import finished, snapshot_sent
+    from tests.sse_client import Stream, ended, snapshot_sent
     from tests.test_worker import enqueue_test_job
 
     admin = accounts.create(admin=True)
@@ -86,7 +85,7 @@ def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, s
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         response = client.post(f"/rq/job/{job_id}/requeue", headers={"X-CSRFToken": token})
         assert response.status_code == 200
         stream.wait_for(
@@ -138,8 +137,7 @@ def test_requeue_all_refuses_a_get_from_another_site(app, client, accounts, work
 
 
 def test_requeue_all_by_post_shows_in_our_records_and_streams(app, client, server, accounts):
-    from tests.sse_client import Stream
-    from tests.test_stream import finished, snapshot_sent
+    from tests.sse_client import Stream, ended, snapshot_sent
     from tests.test_worker import enqueue_test_job
 
     admin = accounts.create(admin=True)
@@ -149,7 +147,7 @@ def test_requeue_all_by_post_shows_in_our_records_and_streams(app, client, serve
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         response = client.post("/rq/requeue/default", headers={"X-CSRFToken": csrf_cookie(client)})
         assert response.status_code == 200
         stream.wait_for(

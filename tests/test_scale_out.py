@@ -24,9 +24,8 @@ from rq.serializers import JSONSerializer
 
 from myapp.job_json import TERMINAL
 from tests.conftest import ROOT, free_port, wait_until, web_command
-from tests.sse_client import Stream
-from tests.test_batches import album, ended, last, submit
-from tests.test_stream import snapshot_sent
+from tests.sse_client import Stream, ended, last, snapshot_sent
+from tests.test_batches import album, submit
 
 
 @dataclass

@@ -9,8 +9,8 @@ from myapp import job_json
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.models import TrackedJob, User
-from tests.sse_client import Stream
-from tests.test_stream import finished, snapshot_sent, start
+from tests.sse_client import Stream, ended, snapshot_sent
+from tests.test_stream import start
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_progress_is_kept_in_the_rq_job_meta(app, server, alice):
     stream = Stream(f"{server}/stream", alice.headers)
     try:
         job = start(server, alice, steps=5, step_seconds=0)
-        stream.wait_for(finished(stream, job["id"]))
+        stream.wait_for(ended(stream, job["id"]))
     finally:
         stream.close()
     with app.app_context():
@@ -58,7 +58,7 @@ def test_a_failing_job_ends_failed_with_its_error(app, server, worker, alice):
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, alice, "tests.job_bodies.boom", rows=10)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         events = stream.job_events(job_id)
     finally:
         stream.close()
@@ -75,7 +75,7 @@ def test_unknown_total_is_indeterminate_until_finished(app, server, worker, alic
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, alice, "tests.job_bodies.unknown_total", steps=3)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         events = stream.job_events(job_id)
     finally:
         stream.close()
