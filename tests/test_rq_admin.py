@@ -1,4 +1,3 @@
-import re
 import time
 
 import requests
@@ -6,14 +5,7 @@ from playwright.sync_api import expect
 
 from myapp.connections import get_queue
 from tests.conftest import wait_until
-
-
-def sign_in(client, account):
-    page = client.get("/").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
-    client.post(
-        "/login", data={"name": account.name, "password": account.password, "csrf_token": token}
-    )
+from tests.sessions import sign_in
 
 
 def test_anonymous_is_sent_to_sign_in(client):

@@ -17,8 +17,8 @@ from myapp.db import db
 from myapp.models import User
 from myapp.web import throttle
 from tests.conftest import ROOT, wait_until
+from tests.sessions import csrf_token
 from tests.sse_client import Stream, snapshot_sent
-from tests.test_auth import csrf_token
 
 
 @pytest.fixture
