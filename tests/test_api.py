@@ -7,8 +7,7 @@ from sqlalchemy import event
 from myapp.db import db
 from myapp.job_json import parse_time
 from myapp.models import TrackedJob
-
-PROCESS = {"kind": "process_run", "params": {"steps": 2, "step_seconds": 0}}
+from tests.jobs import PROCESS
 
 
 @pytest.fixture

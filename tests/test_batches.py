@@ -4,6 +4,7 @@ import pytest
 import requests
 
 from myapp.jobs.publish_album import RETRIES
+from tests.jobs import album, seconds_between, submit
 from tests.sse_client import Stream, ended, last, snapshot_sent
 
 
@@ -18,21 +19,6 @@ def stream(server, alice):
     stream.wait_for(snapshot_sent, timeout=5)
     yield stream
     stream.close()
-
-
-def submit(server, account, kind, params) -> dict:
-    body = {"kind": kind, "params": params}
-    response = requests.post(f"{server}/api/jobs", json=body, headers=account.headers, timeout=30)
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def album(count, *, rejected=(), failure_rate=0.0, latency_ms=20, size_kb=100):
-    items = [
-        {"name": f"photo-{i:03}.jpg", "size_kb": size_kb, "reject": i in rejected}
-        for i in range(count)
-    ]
-    return {"items": items, "failure_rate": failure_rate, "latency_ms": latency_ms}
 
 
 def post(server, account, path):
@@ -199,20 +185,14 @@ def test_a_200_item_batch_stays_within_the_coalescing_limit(server, alice, strea
     parent = [e.json() for e in events if e.json()["id"] == batch["id"]]
     assert parent[-1]["status"] == "finished"
     assert parent[-1]["counts"]["finished"] == 200
-    seconds = _seconds(parent[-1]["ended_at"], parent[0]["created_at"])
+    seconds = seconds_between(parent[-1]["ended_at"], parent[0]["created_at"])
     # Each status change goes out at once, the rest at most `rate` a second.
     assert len(parent) <= rate * seconds + 4, (len(parent), seconds)
     for child_id in batch["children"]:
         child = stream.job_events(child_id)
         assert child[-1]["status"] == "finished"
-        span = _seconds(child[-1]["updated_at"], child[0]["updated_at"])
+        span = seconds_between(child[-1]["updated_at"], child[0]["updated_at"])
         assert len(child) <= rate * span + 3, (len(child), span)
-
-
-def _seconds(later: str, earlier: str) -> float:
-    from myapp.job_json import parse_time
-
-    return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
 # -- the API of a parent, without waiting for workers ---------------------------

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, wait_until
-from tests.test_stream import start
+from tests.jobs import start
 
 
 @pytest.fixture

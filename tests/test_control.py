@@ -14,11 +14,9 @@ import requests
 from redis import Redis
 from rq import Retry, Worker
 
-from myapp.job_json import TERMINAL
 from tests.conftest import ROOT, wait_until
+from tests.jobs import cancel_all, enqueue_test_job, start
 from tests.sse_client import Stream, ended, snapshot_sent
-from tests.test_stream import start
-from tests.test_worker import enqueue_test_job
 
 
 @pytest.fixture
@@ -40,14 +38,6 @@ def post(server, account, path):
 
 def statuses(stream, job_id):
     return [e["status"] for e in stream.job_events(job_id)]
-
-
-def cancel_all(server, account):
-    for job in requests.get(f"{server}/api/jobs", headers=account.headers, timeout=10).json()[
-        "jobs"
-    ]:
-        if job["status"] not in TERMINAL:
-            post(server, account, f"/api/jobs/{job['id']}/cancel")
 
 
 def test_cancel_a_queued_job_and_it_never_starts(server, alice, stream):

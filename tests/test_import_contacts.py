@@ -24,11 +24,11 @@ from myapp.jobs.submit import validate
 from myapp.models import Contact, TrackedJob, User
 from myapp.web import contacts_csv
 from tests.conftest import ROOT, wait_until
+from tests.jobs import enqueue_test_job
 from tests.sessions import csrf_token, sign_in
 from tests.sse_client import Stream, ended, snapshot_sent
 from tests.test_api import _user_id, rows_of, rq_jobs_of
 from tests.test_control import worker_running
-from tests.test_worker import enqueue_test_job
 
 HEADER = b"name,email,phone\n"
 

@@ -15,8 +15,9 @@ from myapp.jobs import uploads
 from myapp.jobs.submit import validate
 from myapp.keys import admitted_key, channel_for
 from myapp.models import TrackedJob, Upload
+from tests.jobs import PROCESS
 from tests.sessions import csrf_token, sign_in
-from tests.test_api import PROCESS, _user_id, rows_of
+from tests.test_api import _user_id, rows_of
 
 CONTACTS = {
     "kind": "import_contacts",

@@ -5,8 +5,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_until
+from tests.jobs import start
 from tests.sse_client import Stream, ended, snapshot_sent
-from tests.test_stream import start
 
 
 def samples(text: str) -> dict[tuple, float]:

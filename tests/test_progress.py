@@ -4,8 +4,8 @@ from myapp import progress
 from myapp.db import db
 from myapp.job_json import parse_time
 from myapp.models import TrackedJob
+from tests.jobs import enqueue_test_job
 from tests.sse_client import Stream, ended, snapshot_sent
-from tests.test_worker import enqueue_test_job
 
 
 def test_outside_a_job_update_does_nothing(app):

@@ -17,8 +17,8 @@ from myapp.jobs import uploads
 from myapp.models import Contact, TrackedJob, Upload
 from myapp.worker import retention
 from tests.conftest import wait_until
-from tests.test_api import PROCESS, _user_id
-from tests.test_worker import enqueue_test_job
+from tests.jobs import PROCESS, enqueue_test_job
+from tests.test_api import _user_id
 
 DAY = 86400
 

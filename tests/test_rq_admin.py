@@ -5,7 +5,9 @@ from playwright.sync_api import expect
 
 from myapp.connections import get_queue
 from tests.conftest import wait_until
+from tests.jobs import enqueue_test_job, submit
 from tests.sessions import sign_in
+from tests.sse_client import Stream, ended, snapshot_sent
 
 
 def test_anonymous_is_sent_to_sign_in(client):
@@ -38,6 +40,14 @@ def csrf_cookie(client) -> str:
     return client.get_cookie("_csrf_token", path="/rq").value
 
 
+def start_process(client, account, steps: int, step_seconds: float) -> dict:
+    """Start a process_run through the app with ``account``'s token; the job as answered."""
+    body = {"kind": "process_run", "params": {"steps": steps, "step_seconds": step_seconds}}
+    response = client.post("/api/jobs", json=body, headers=account.headers)
+    assert response.status_code == 202, response.json
+    return response.json
+
+
 def test_dashboard_posts_need_the_csrf_token(client, accounts):
     admin = accounts.create(admin=True)
     sign_in(client, admin)
@@ -52,11 +62,7 @@ def test_dashboard_posts_need_the_csrf_token(client, accounts):
 
 def test_admin_opens_one_of_our_jobs_there(app, client, accounts):
     admin = accounts.create(admin=True)
-    job = client.post(
-        "/api/jobs",
-        json={"kind": "process_run", "params": {"steps": 1, "step_seconds": 0}},
-        headers=admin.headers,
-    ).json
+    job = start_process(client, admin, steps=1, step_seconds=0)
     page = client.get(f"/rq/0/view/job/{job['id']}", headers=admin.headers)
     assert page.status_code == 200
     data = client.get(f"/rq/0/data/job/{job['id']}.json", headers=admin.headers)
@@ -66,9 +72,6 @@ def test_admin_opens_one_of_our_jobs_there(app, client, accounts):
 
 
 def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, server, accounts):
-    from tests.sse_client import Stream, ended, snapshot_sent
-    from tests.test_worker import enqueue_test_job
-
     admin = accounts.create(admin=True)
     sign_in(client, admin)
     client.get("/rq/")
@@ -86,11 +89,7 @@ def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, s
         statuses = [e["status"] for e in stream.job_events(job_id)]
         assert statuses[statuses.index("failed") + 1] == "queued"
 
-        running = client.post(
-            "/api/jobs",
-            json={"kind": "process_run", "params": {"steps": 300, "step_seconds": 0.05}},
-            headers=admin.headers,
-        ).json
+        running = start_process(client, admin, steps=300, step_seconds=0.05)
         stream.wait_for(
             lambda _: "started" in [e["status"] for e in stream.job_events(running["id"])]
         )
@@ -112,8 +111,6 @@ def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, s
 
 
 def test_requeue_all_refuses_a_get_from_another_site(app, client, accounts, worker):
-    from tests.test_worker import enqueue_test_job
-
     admin = accounts.create(admin=True)
     sign_in(client, admin)
     job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
@@ -129,9 +126,6 @@ def test_requeue_all_refuses_a_get_from_another_site(app, client, accounts, work
 
 
 def test_requeue_all_by_post_shows_in_our_records_and_streams(app, client, server, accounts):
-    from tests.sse_client import Stream, ended, snapshot_sent
-    from tests.test_worker import enqueue_test_job
-
     admin = accounts.create(admin=True)
     sign_in(client, admin)
     client.get("/rq/")
@@ -162,11 +156,7 @@ def test_a_stranger_on_another_instance_is_sent_to_sign_in(client, accounts):
 
 def test_the_workers_page_reads_a_busy_worker(app, server, client, accounts):
     admin = accounts.create(admin=True)
-    job = client.post(
-        "/api/jobs",
-        json={"kind": "process_run", "params": {"steps": 60, "step_seconds": 0.05}},
-        headers=admin.headers,
-    ).json
+    job = start_process(client, admin, steps=60, step_seconds=0.05)
 
     def busy():
         workers = client.get("/rq/0/data/workers.json", headers=admin.headers)
@@ -188,21 +178,18 @@ def test_markup_in_users_strings_stays_text_on_every_dashboard_page(
 ):
     admin = accounts.create(admin=True)
 
-    def submit(kind, params):
-        body = {"kind": kind, "params": params}
-        answer = requests.post(f"{server}/api/jobs", json=body, headers=admin.headers, timeout=30)
-        assert answer.status_code == 202, answer.text
-        return answer.json()
-
     items = [
         {"name": f"{MARKUP} refused", "size_kb": 10, "reject": True},
         {"name": f"{MARKUP} done", "size_kb": 10},
     ]
-    album = submit("publish_album", {"items": items, "latency_ms": 100})
+    album = submit(server, admin, "publish_album", {"items": items, "latency_ms": 100})
     busy = submit(
-        "publish_album", {"items": [{"name": MARKUP, "size_kb": 10}], "latency_ms": 30_000}
+        server,
+        admin,
+        "publish_album",
+        {"items": [{"name": MARKUP, "size_kb": 10}], "latency_ms": 30_000},
     )
-    profile = submit("generate_profile", {"name": MARKUP[:80], "stage_seconds": 0})
+    profile = submit(server, admin, "generate_profile", {"name": MARKUP[:80], "stage_seconds": 0})
     refused, done = album["children"]
     (slow,) = busy["children"]
     wait_until(lambda: requests.get(

@@ -9,19 +9,13 @@ from redis import Redis
 from myapp.db import db
 from myapp.keys import active_key, channel_for
 from myapp.models import User
+from tests.jobs import start
 from tests.sse_client import Stream, ended, snapshot_sent
 
 
 @pytest.fixture
 def alice(accounts):
     return accounts.create()
-
-
-def start(server, account, steps=20, step_seconds=0.05) -> dict:
-    body = {"kind": "process_run", "params": {"steps": steps, "step_seconds": step_seconds}}
-    response = requests.post(f"{server}/api/jobs", json=body, headers=account.headers, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()
 
 
 def test_stream_needs_a_user(server):
