@@ -5,6 +5,7 @@ import requests
 
 from myapp.jobs.publish_album import RETRIES
 from tests.jobs import album, seconds_between, submit
+from tests.records import rows_of, rq_jobs_of
 from tests.sse_client import Stream, ended, last, snapshot_sent
 
 
@@ -240,8 +241,6 @@ def test_a_piece_is_canceled_and_retried_with_its_parent_only(client, alice):
     ],
 )
 def test_bad_pieces_requests_start_nothing(app, client, alice, body, message):
-    from tests.test_api import rows_of, rq_jobs_of
-
     keys, rows = rq_jobs_of(app, alice), rows_of(app, alice)
     response = client.post("/api/jobs", json=body, headers=alice.headers)
     assert response.status_code == 400

@@ -18,7 +18,7 @@ from myapp.pipeline import event_log
 from myapp.web.hub import KEEPALIVE, KEEPALIVE_CHUNK, Batch, Hub, Subscriber
 from myapp.web.sockets import SendFirst, chunk, takes_direct_writes
 from myapp.wire import Event
-from tests.test_hub import user_id
+from tests.records import user_id
 
 
 def event(n: int, payload: str = "") -> Event:

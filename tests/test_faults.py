@@ -26,8 +26,9 @@ from rq.serializers import JSONSerializer
 
 from myapp.db import db
 from myapp.job_json import TERMINAL
-from myapp.models import Contact, TrackedJob
+from myapp.models import Contact
 from tests.conftest import ROOT, free_port, wait_until, web_command
+from tests.records import records
 from tests.sse_client import Stream, snapshot_sent
 
 
@@ -96,12 +97,6 @@ def submit(rig, account, kind, params) -> dict:
     response = requests.post(f"{rig.base}/api/jobs", json=body, headers=account.headers, timeout=30)
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def records(app, job_ids) -> dict[str, TrackedJob]:
-    with app.app_context():
-        rows = db.session.scalars(db.select(TrackedJob).where(TrackedJob.id.in_(job_ids)))
-        return {row.id: row for row in rows}
 
 
 def all_ended(app, job_ids):

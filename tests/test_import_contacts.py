@@ -25,9 +25,9 @@ from myapp.models import Contact, TrackedJob, User
 from myapp.web import contacts_csv
 from tests.conftest import ROOT, wait_until
 from tests.jobs import enqueue_test_job
+from tests.records import id_of, rows_of, rq_jobs_of
 from tests.sessions import csrf_token, sign_in
 from tests.sse_client import Stream, ended, snapshot_sent
-from tests.test_api import _user_id, rows_of, rq_jobs_of
 from tests.test_control import worker_running
 
 HEADER = b"name,email,phone\n"
@@ -254,7 +254,7 @@ def test_a_csv_upload_starts_the_same_job_as_json(app, client, alice):
         # The rows are stored once, as an upload; the record and RQ only name it.
         params = db.session.get(TrackedJob, job["id"]).params
         assert set(params) == {"upload"}
-        assert uploads.load(params["upload"], _user_id(alice)) == expected["rows"]
+        assert uploads.load(params["upload"], id_of(alice)) == expected["rows"]
         rq_job = get_queue().fetch_job(job["id"])
         assert rq_job.kwargs == params
         assert rq_job.func_name == "myapp.jobs.import_contacts.run"

@@ -18,7 +18,7 @@ from myapp.models import Contact, TrackedJob, Upload
 from myapp.worker import retention
 from tests.conftest import wait_until
 from tests.jobs import PROCESS, enqueue_test_job
-from tests.test_api import _user_id
+from tests.records import id_of
 
 DAY = 86400
 
@@ -82,7 +82,7 @@ def add_job(user_id: int, status: str, age_days: float, ended: bool) -> str:
 def test_retention_deletes_old_ended_records_with_their_uploads_only(make_app, alice):
     app = make_app(JOB_RETENTION_DAYS=30)
     with app.app_context():
-        user_id = _user_id(alice)
+        user_id = id_of(alice)
         old_ended = add_job(user_id, "finished", 31, ended=True)
         old_active = add_job(user_id, "queued", 31, ended=False)
         recent_ended = add_job(user_id, "failed", 29, ended=True)

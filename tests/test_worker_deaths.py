@@ -16,7 +16,8 @@ import pytest
 from myapp.job_json import TERMINAL
 from myapp.worker import reaper
 from tests.conftest import ROOT, wait_until
-from tests.test_faults import Rig, records
+from tests.records import records
+from tests.test_faults import Rig
 
 #: What the record must end as, for a death at each point.
 ENDS = {
