@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 from redis import Redis
-from rq import Retry, Worker
+from rq import Retry
 
 from tests.conftest import ROOT, wait_until
 from tests.jobs import cancel_all, enqueue_test_job, start
+from tests.rq_state import worker_running
 from tests.sse_client import Stream, ended, snapshot_sent
 
 
@@ -163,13 +164,6 @@ def test_a_killed_worker_does_not_leave_its_job_started(
     last = stream.job_events(job["id"])[-1]
     assert (last["status"], last["error"]) == ("failed", "worker died")
     assert not _running(horse), "the work horse died with its worker"
-
-
-def worker_running(redis_url: str, job_id: str) -> Worker:
-    """The RQ worker whose work horse runs ``job_id`` now."""
-    redis = Redis.from_url(redis_url)
-    (found,) = [w for w in Worker.all(connection=redis) if w.get_current_job_id() == job_id]
-    return found
 
 
 def horses_of(worker_pid: int) -> list[int]:

@@ -26,9 +26,9 @@ from myapp.web import contacts_csv
 from tests.conftest import ROOT, wait_until
 from tests.jobs import enqueue_test_job
 from tests.records import id_of, rows_of, rq_jobs_of
+from tests.rq_state import worker_running
 from tests.sessions import csrf_token, sign_in
 from tests.sse_client import Stream, ended, snapshot_sent
-from tests.test_control import worker_running
 
 HEADER = b"name,email,phone\n"
 

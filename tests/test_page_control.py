@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from tests.browser import backwards_moves, some_bar_between
 from tests.conftest import ROOT, free_port, wait_until, web_command
 from tests.jobs import cancel_all, start
-from tests.test_control import worker_running
+from tests.rq_state import worker_running
 
 #: The README's picture of the page.
 #: Copied by hand to docs/screenshot.png for the README when the page changes.

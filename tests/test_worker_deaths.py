@@ -17,7 +17,7 @@ from myapp.job_json import TERMINAL
 from myapp.worker import reaper
 from tests.conftest import ROOT, wait_until
 from tests.records import records
-from tests.test_faults import Rig
+from tests.rig import Rig
 
 #: What the record must end as, for a death at each point.
 ENDS = {
