@@ -7,11 +7,6 @@ from tests.jobs import PROCESS
 from tests.records import rows_of, rq_jobs_of
 
 
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
 def test_unauthenticated_requests_get_401_json(client):
     for method, path in [("get", "/api/jobs"), ("post", "/api/jobs"), ("get", "/api/jobs/x")]:
         response = getattr(client, method)(path)

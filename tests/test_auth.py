@@ -1,11 +1,4 @@
-import pytest
-
 from tests.sessions import csrf_token, session_cookie, sign_in
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_signed_out_page_shows_the_sign_in_form(client):

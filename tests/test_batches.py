@@ -6,20 +6,7 @@ import requests
 from myapp.jobs.publish_album import RETRIES
 from tests.jobs import album, seconds_between, submit
 from tests.records import rows_of, rq_jobs_of
-from tests.sse_client import Stream, ended, last, snapshot_sent
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
-def stream(server, alice):
-    stream = Stream(f"{server}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
-    yield stream
-    stream.close()
+from tests.sse_client import ended, last
 
 
 def post(server, account, path):

@@ -3,15 +3,8 @@
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import ROOT, wait_until
 from tests.jobs import start
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def flask(service_env, *args, timeout=60):

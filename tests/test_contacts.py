@@ -12,11 +12,6 @@ from myapp.models import Contact, User
 from tests.sessions import sign_in
 
 
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
 def add_contacts(app, account, count: int, names=None) -> str:
     """Write ``count`` contacts of one (pretend) import, row 1 oldest; its job id."""
     job_id = str(uuid.uuid4())

@@ -9,7 +9,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 from redis import Redis
 from rq import Retry
@@ -17,20 +16,7 @@ from rq import Retry
 from tests.conftest import ROOT, wait_until
 from tests.jobs import cancel_all, enqueue_test_job, start
 from tests.rq_state import worker_running
-from tests.sse_client import Stream, ended, snapshot_sent
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
-def stream(server, alice):
-    stream = Stream(f"{server}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
-    yield stream
-    stream.close()
+from tests.sse_client import ended
 
 
 def post(server, account, path):

@@ -33,11 +33,6 @@ from tests.sse_client import Stream, ended, snapshot_sent
 HEADER = b"name,email,phone\n"
 
 
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
 def contacts_of(app, account=None, job_id=None) -> list[Contact]:
     with app.app_context():
         query = db.select(Contact)

@@ -26,11 +26,6 @@ CONTACTS = {
 
 
 @pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
 def idle_app(make_app):
     """An app whose jobs go to a queue of their own, that no worker takes from."""
 

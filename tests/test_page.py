@@ -23,11 +23,6 @@ NON_EMPTY = re.compile(r"\S")
 
 
 @pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
 def bob(accounts):
     return accounts.create()
 

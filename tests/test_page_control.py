@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import requests
 from playwright.sync_api import expect
 
@@ -28,11 +27,6 @@ from tests.rq_state import worker_running
 README_SCREENSHOT = ROOT / "test-artifacts" / "page-for-readme.png"
 QUEUED_OR_STARTED = re.compile(r"^(queued|started)$")
 RUNNING_WITH_ETA = re.compile(r"^step \d+ of \d+ · about \d+ s left$")
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_only_a_retry_lets_a_bar_start_over():

@@ -5,7 +5,6 @@ import time
 import uuid
 from datetime import timedelta
 
-import pytest
 from redis import Redis
 from rq.job import Job
 from rq.results import Result
@@ -21,11 +20,6 @@ from tests.jobs import PROCESS, enqueue_test_job
 from tests.records import id_of
 
 DAY = 86400
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_a_canceled_queued_job_leaves_redis_within_the_ttl(make_app, alice):

@@ -21,11 +21,6 @@ from tests.sessions import csrf_token
 from tests.sse_client import Stream, snapshot_sent
 
 
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
 def test_every_answer_carries_a_strict_policy_and_no_framing(client, alice):
     for path, headers in [("/", {}), ("/api/jobs", alice.headers), ("/stream", {})]:
         response = client.get(path, headers=headers, buffered=True)

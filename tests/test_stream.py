@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import requests
 from redis import Redis
 
@@ -11,11 +10,6 @@ from myapp.keys import active_key, channel_for
 from myapp.models import User
 from tests.jobs import start
 from tests.sse_client import Stream, ended, snapshot_sent
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_stream_needs_a_user(server):

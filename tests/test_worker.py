@@ -1,6 +1,5 @@
 """The worker's side of the lifecycle: what RQ, the database and the stream say."""
 
-import pytest
 from rq.job import Job
 
 from myapp.connections import get_queue
@@ -8,11 +7,6 @@ from myapp.db import db
 from myapp.models import TrackedJob
 from tests.jobs import enqueue_test_job, start
 from tests.sse_client import Stream, ended, snapshot_sent
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_progress_is_kept_in_the_rq_job_meta(app, server, alice):
