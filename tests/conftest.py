@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from myapp import create_app
 from myapp.db import db
 from tests.accounts import Accounts
+from tests.sse_client import Stream, snapshot_sent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,6 +150,21 @@ def runner(app):
 @pytest.fixture
 def accounts(app):
     return Accounts(app)
+
+
+@pytest.fixture
+def alice(accounts):
+    """A new user, for this test only."""
+    return accounts.create()
+
+
+@pytest.fixture
+def stream(server, alice):
+    """Alice's stream, open, its snapshot arrived; closed afterwards."""
+    stream = Stream(f"{server}/stream", alice.headers)
+    stream.wait_for(snapshot_sent, timeout=5)
+    yield stream
+    stream.close()
 
 
 @pytest.fixture(scope="session")

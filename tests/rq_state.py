@@ -1,8 +1,17 @@
-"""Where RQ holds a job: for the message of a test that found a job stuck."""
+"""Where RQ holds a job (for the message of a test that found a job stuck), and which
+worker runs it."""
 
 from __future__ import annotations
 
 from redis import Redis
+from rq import Worker
+
+
+def worker_running(redis_url: str, job_id: str) -> Worker:
+    """The RQ worker whose work horse runs ``job_id`` now."""
+    redis = Redis.from_url(redis_url)
+    (found,) = [w for w in Worker.all(connection=redis) if w.get_current_job_id() == job_id]
+    return found
 
 
 def where(redis: Redis, queue: str, job_id: str) -> dict:

@@ -95,6 +95,12 @@ def snapshot_sent(events) -> bool:
     return any(event.type == "snapshot" for event in events)
 
 
-def ended(stream: Stream, job_id: str):
-    """A predicate for :meth:`Stream.wait_for`: the job's end has arrived."""
-    return lambda events: any(e["status"] in TERMINAL for e in stream.job_events(job_id))
+def ended(stream: Stream, job_id: str, after: int = 0):
+    """A predicate for :meth:`Stream.wait_for`: the job's end has arrived, past its first
+    ``after`` events (the count before a retry, say)."""
+    return lambda _: any(e["status"] in TERMINAL for e in stream.job_events(job_id)[after:])
+
+
+def last(stream: Stream, job_id: str) -> dict:
+    """The job's last event so far."""
+    return stream.job_events(job_id)[-1]

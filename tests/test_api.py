@@ -1,49 +1,10 @@
-import json
-
 import pytest
-from redis import Redis
 from sqlalchemy import event
 
 from myapp.db import db
 from myapp.job_json import parse_time
-from myapp.models import TrackedJob
-
-PROCESS = {"kind": "process_run", "params": {"steps": 2, "step_seconds": 0}}
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-def rq_jobs_of(app, account) -> set[bytes]:
-    """The RQ jobs in Redis that belong to ``account``. Other tests' jobs may come
-    and go meanwhile (workers and the scheduler run throughout), so look only at
-    this user's."""
-    redis = Redis.from_url(app.config["REDIS_URL"])
-    with app.app_context():
-        user_id = _user_id(account)
-    keys = set()
-    for key in redis.scan_iter("rq:job:*"):
-        if key.count(b":") != 2:
-            continue  # rq:job:<id>:dependents and the like
-        meta = redis.hget(key, "meta")
-        if meta and json.loads(meta).get("user_id") == user_id:
-            keys.add(key)
-    return keys
-
-
-def rows_of(app, account) -> int:
-    with app.app_context():
-        return db.session.scalar(
-            db.select(db.func.count(TrackedJob.id)).where(TrackedJob.user_id == _user_id(account))
-        )
-
-
-def _user_id(account):
-    from myapp.models import User
-
-    return db.session.scalar(db.select(User.id).filter_by(name=account.name))
+from tests.jobs import PROCESS
+from tests.records import rows_of, rq_jobs_of
 
 
 def test_unauthenticated_requests_get_401_json(client):

@@ -1,28 +1,4 @@
-import re
-
-import pytest
-
-
-def csrf_token(client) -> str:
-    page = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
-
-
-def sign_in(client, account, token: str | None = None):
-    """Sign ``client`` in as ``account`` on the page's form; the response."""
-    form = {"name": account.name, "password": account.password}
-    response = client.post("/login", data={**form, "csrf_token": token or csrf_token(client)})
-    assert response.status_code == 302
-    return response
-
-
-def session_cookie(client) -> str:
-    return client.get_cookie("session").value
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
+from tests.sessions import csrf_token, session_cookie, sign_in
 
 
 def test_signed_out_page_shows_the_sign_in_form(client):

@@ -4,38 +4,9 @@ import pytest
 import requests
 
 from myapp.jobs.publish_album import RETRIES
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
-
-TERMINAL = {"finished", "failed", "canceled", "stopped", "skipped"}
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
-def stream(server, alice):
-    stream = Stream(f"{server}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
-    yield stream
-    stream.close()
-
-
-def submit(server, account, kind, params) -> dict:
-    body = {"kind": kind, "params": params}
-    response = requests.post(f"{server}/api/jobs", json=body, headers=account.headers, timeout=30)
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def album(count, *, rejected=(), failure_rate=0.0, latency_ms=20, size_kb=100):
-    items = [
-        {"name": f"photo-{i:03}.jpg", "size_kb": size_kb, "reject": i in rejected}
-        for i in range(count)
-    ]
-    return {"items": items, "failure_rate": failure_rate, "latency_ms": latency_ms}
+from tests.jobs import album, seconds_between, submit
+from tests.records import rows_of, rq_jobs_of
+from tests.sse_client import ended, last
 
 
 def post(server, account, path):
@@ -44,15 +15,6 @@ def post(server, account, path):
 
 def get(server, account, path):
     return requests.get(f"{server}{path}", headers=account.headers, timeout=30)
-
-
-def ended(stream, job_id, after=0):
-    """A predicate: the job's event stream holds a terminal event past index ``after``."""
-    return lambda _: any(e["status"] in TERMINAL for e in stream.job_events(job_id)[after:])
-
-
-def last(stream, job_id) -> dict:
-    return stream.job_events(job_id)[-1]
 
 
 def runs(stream, job_id, after=0) -> int:
@@ -211,20 +173,14 @@ def test_a_200_item_batch_stays_within_the_coalescing_limit(server, alice, strea
     parent = [e.json() for e in events if e.json()["id"] == batch["id"]]
     assert parent[-1]["status"] == "finished"
     assert parent[-1]["counts"]["finished"] == 200
-    seconds = _seconds(parent[-1]["ended_at"], parent[0]["created_at"])
+    seconds = seconds_between(parent[-1]["ended_at"], parent[0]["created_at"])
     # Each status change goes out at once, the rest at most `rate` a second.
     assert len(parent) <= rate * seconds + 4, (len(parent), seconds)
     for child_id in batch["children"]:
         child = stream.job_events(child_id)
         assert child[-1]["status"] == "finished"
-        span = _seconds(child[-1]["updated_at"], child[0]["updated_at"])
+        span = seconds_between(child[-1]["updated_at"], child[0]["updated_at"])
         assert len(child) <= rate * span + 3, (len(child), span)
-
-
-def _seconds(later: str, earlier: str) -> float:
-    from myapp.job_json import parse_time
-
-    return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
 # -- the API of a parent, without waiting for workers ---------------------------
@@ -272,8 +228,6 @@ def test_a_piece_is_canceled_and_retried_with_its_parent_only(client, alice):
     ],
 )
 def test_bad_pieces_requests_start_nothing(app, client, alice, body, message):
-    from tests.test_api import rows_of, rq_jobs_of
-
     keys, rows = rq_jobs_of(app, alice), rows_of(app, alice)
     response = client.post("/api/jobs", json=body, headers=alice.headers)
     assert response.status_code == 400

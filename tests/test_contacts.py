@@ -9,12 +9,7 @@ import pytest
 from myapp import job_json
 from myapp.db import db
 from myapp.models import Contact, User
-from tests.test_auth import csrf_token
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
+from tests.sessions import sign_in
 
 
 def add_contacts(app, account, count: int, names=None) -> str:
@@ -37,14 +32,6 @@ def add_contacts(app, account, count: int, names=None) -> str:
         )
         db.session.commit()
     return job_id
-
-
-def sign_in(client, account) -> None:
-    response = client.post(
-        "/login",
-        data={"name": account.name, "password": account.password, "csrf_token": csrf_token(client)},
-    )
-    assert response.status_code == 302
 
 
 def test_signed_out_gets_401_json_or_is_sent_to_sign_in(client):

@@ -9,30 +9,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 from redis import Redis
-from rq import Retry, Worker
+from rq import Retry
 
 from tests.conftest import ROOT, wait_until
-from tests.sse_client import Stream
-from tests.test_stream import finished, snapshot_sent, start
-from tests.test_worker import enqueue_test_job
-
-TERMINAL = {"finished", "failed", "canceled", "stopped"}
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
-def stream(server, alice):
-    stream = Stream(f"{server}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
-    yield stream
-    stream.close()
+from tests.jobs import cancel_all, enqueue_test_job, start
+from tests.rq_state import worker_running
+from tests.sse_client import ended
 
 
 def post(server, account, path):
@@ -41,14 +25,6 @@ def post(server, account, path):
 
 def statuses(stream, job_id):
     return [e["status"] for e in stream.job_events(job_id)]
-
-
-def cancel_all(server, account):
-    for job in requests.get(f"{server}/api/jobs", headers=account.headers, timeout=10).json()[
-        "jobs"
-    ]:
-        if job["status"] not in TERMINAL:
-            post(server, account, f"/api/jobs/{job['id']}/cancel")
 
 
 def test_cancel_a_queued_job_and_it_never_starts(server, alice, stream):
@@ -63,7 +39,7 @@ def test_cancel_a_queued_job_and_it_never_starts(server, alice, stream):
         for job in blockers:
             post(server, alice, f"/api/jobs/{job['id']}/cancel")
     for job in blockers:
-        stream.wait_for(finished(stream, job["id"]))
+        stream.wait_for(ended(stream, job["id"]))
     time.sleep(0.5)
     assert statuses(stream, queued["id"]) == ["queued", "canceled"]
     again = requests.get(f"{server}/api/jobs/{queued['id']}", headers=alice.headers, timeout=5)
@@ -75,7 +51,7 @@ def test_cancel_a_running_job_stops_it_within_two_seconds(server, alice, stream)
     stream.wait_for(lambda _: any(e["progress"]["done"] for e in stream.job_events(job["id"])))
     asked = time.monotonic()
     assert post(server, alice, f"/api/jobs/{job['id']}/cancel").status_code == 202
-    stream.wait_for(finished(stream, job["id"]), timeout=5)
+    stream.wait_for(ended(stream, job["id"]), timeout=5)
     assert time.monotonic() - asked < 2
     last = stream.job_events(job["id"])[-1]
     assert last["status"] == "canceled"
@@ -87,14 +63,14 @@ def test_a_job_that_does_not_report_is_stopped_by_its_worker(app, server, alice,
     stream.wait_for(lambda _: "started" in statuses(stream, job_id))
     asked = time.monotonic()
     assert post(server, alice, f"/api/jobs/{job_id}/cancel").status_code == 202
-    stream.wait_for(finished(stream, job_id), timeout=10)
+    stream.wait_for(ended(stream, job_id), timeout=10)
     assert statuses(stream, job_id)[-1] == "canceled"
     assert time.monotonic() - asked < 5  # the grace (1 s in tests) and a monitor beat
 
 
 def test_canceling_an_ended_job_is_409(server, alice, stream):
     job = start(server, alice, steps=1, step_seconds=0)
-    stream.wait_for(finished(stream, job["id"]))
+    stream.wait_for(ended(stream, job["id"]))
     response = post(server, alice, f"/api/jobs/{job['id']}/cancel")
     assert response.status_code == 409
     assert "already ended (finished)" in response.json()["error"]
@@ -114,7 +90,7 @@ def test_retry_a_canceled_job(server, alice, stream):
     job = start(server, alice, steps=100, step_seconds=0.05)
     stream.wait_for(lambda _: "started" in statuses(stream, job["id"]))
     post(server, alice, f"/api/jobs/{job['id']}/cancel")
-    stream.wait_for(finished(stream, job["id"]))
+    stream.wait_for(ended(stream, job["id"]))
     response = post(server, alice, f"/api/jobs/{job['id']}/retry")
     assert response.status_code == 202
     assert response.json()["status"] == "queued" and response.json()["error"] is None
@@ -128,7 +104,7 @@ def test_automatic_retries_then_success(app, server, redis_url, alice, stream):
     job_id = enqueue_test_job(
         app, alice, "tests.job_bodies.flaky", retry=Retry(max=2, interval=1), failures=2, key=key
     )
-    stream.wait_for(finished(stream, job_id), timeout=30)
+    stream.wait_for(ended(stream, job_id), timeout=30)
     events = stream.job_events(job_id)
     waits = [e for e in events if e["status"] == "scheduled"]
     assert [w["retry"]["attempt"] for w in waits] == [2, 3]
@@ -144,7 +120,7 @@ def test_a_permanent_failure_stops_after_its_retries(app, server, redis_url, ali
     job_id = enqueue_test_job(
         app, alice, "tests.job_bodies.flaky", retry=Retry(max=1), failures=5, key=key
     )
-    stream.wait_for(finished(stream, job_id), timeout=30)
+    stream.wait_for(ended(stream, job_id), timeout=30)
     last = stream.job_events(job_id)[-1]
     assert last["status"] == "failed"
     assert last["error"] == "ConnectionError: third party down (run 2)"
@@ -153,7 +129,7 @@ def test_a_permanent_failure_stops_after_its_retries(app, server, redis_url, ali
 
 def test_a_job_past_its_timeout_fails_with_a_clear_error(app, server, alice, stream):
     job_id = enqueue_test_job(app, alice, "tests.job_bodies.silent", timeout=1, seconds=10)
-    stream.wait_for(finished(stream, job_id), timeout=20)
+    stream.wait_for(ended(stream, job_id), timeout=20)
     last = stream.job_events(job_id)[-1]
     assert (last["status"], last["error"]) == ("failed", "timed out after 1 s")
     api = requests.get(f"{server}/api/jobs/{job_id}", headers=alice.headers, timeout=5).json()
@@ -170,17 +146,10 @@ def test_a_killed_worker_does_not_leave_its_job_started(
     os.kill(victim.pid, signal.SIGKILL)
     # Keep two workers for the rest of the run: the fixture stops this one too.
     worker.append(subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=service_env))
-    stream.wait_for(finished(stream, job["id"]), timeout=30)  # WORKER_DEATH_SECONDS is 6
+    stream.wait_for(ended(stream, job["id"]), timeout=30)  # WORKER_DEATH_SECONDS is 6
     last = stream.job_events(job["id"])[-1]
     assert (last["status"], last["error"]) == ("failed", "worker died")
     assert not _running(horse), "the work horse died with its worker"
-
-
-def worker_running(redis_url: str, job_id: str) -> Worker:
-    """The RQ worker whose work horse runs ``job_id`` now."""
-    redis = Redis.from_url(redis_url)
-    (found,) = [w for w in Worker.all(connection=redis) if w.get_current_job_id() == job_id]
-    return found
 
 
 def horses_of(worker_pid: int) -> list[int]:
@@ -220,7 +189,7 @@ def test_at_most_ten_active_jobs_per_user_under_concurrent_requests(server, alic
 
 def test_running_jobs_show_an_eta(server, alice, stream):
     job = start(server, alice, steps=30, step_seconds=0.05)
-    stream.wait_for(finished(stream, job["id"]))
+    stream.wait_for(ended(stream, job["id"]))
     etas = [e["progress"]["eta_seconds"] for e in stream.job_events(job["id"])]
     running = [eta for eta in etas[:-1] if eta is not None]
     assert running, "an ETA while running"
@@ -238,7 +207,7 @@ def test_a_graceful_stop_puts_the_running_job_back_for_another_worker(
     worker.append(subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=service_env))
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0, "the worker stopped without waiting for the job"
-    stream.wait_for(finished(stream, job["id"]), timeout=30)
+    stream.wait_for(ended(stream, job["id"]), timeout=30)
     events = stream.job_events(job["id"])
     back = [e for e in events if e["status"] == "queued" and e["started_at"]]
     assert back and back[0]["progress"]["message"] == "interrupted by a worker restart"
@@ -251,7 +220,7 @@ def test_a_users_running_jobs_are_limited_so_others_get_workers(make_app, server
     body = {"kind": "process_run", "params": {"steps": 10, "step_seconds": 0.05}}
     ids = [client.post("/api/jobs", json=body, headers=alice.headers).json["id"] for _ in range(2)]
     for job_id in ids:
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
     first, second = (stream.job_events(job_id)[-1] for job_id in ids)
     # Two workers were free, yet the second job started only after the first ended.
     assert first["status"] == second["status"] == "finished"

@@ -19,7 +19,7 @@ from myapp.web.hub import Hub
 from myapp.web.sockets import SendFirst, chunk, takes_direct_writes
 from myapp.web.subscriber import KEEPALIVE, KEEPALIVE_CHUNK, Batch, Subscriber
 from myapp.wire import Event
-from tests.test_hub import user_id
+from tests.records import user_id
 
 
 def event(n: int, payload: str = "") -> Event:

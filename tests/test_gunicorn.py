@@ -7,8 +7,7 @@ import time
 import requests
 
 from tests.conftest import ROOT, free_port, wait_until, web_command
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
+from tests.sse_client import Stream, snapshot_sent
 
 
 def start_gunicorn(service_env, *options: str, **env: str) -> tuple[subprocess.Popen, str]:

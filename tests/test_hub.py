@@ -10,9 +10,9 @@ from myapp.keys import COUNTERS, channel_for, log_key
 from myapp.pipeline import event_log
 from myapp.web.hub import Hub
 from myapp.web.subscriber import CLOSE
+from tests.records import user_id
 from tests.slow_link import slow_link
-from tests.sse_client import Stream
-from tests.test_stream import snapshot_sent
+from tests.sse_client import Stream, snapshot_sent
 
 
 def pattern_subscribers(redis: Redis) -> int:
@@ -22,14 +22,6 @@ def pattern_subscribers(redis: Redis) -> int:
     """
     db = redis.connection_pool.connection_kwargs.get("db", 0)
     return sum(1 for c in redis.client_list() if int(c["psub"]) and int(c["db"]) == db)
-
-
-def user_id(app, account) -> int:
-    from myapp.db import db
-    from myapp.models import User
-
-    with app.app_context():
-        return db.session.scalar(db.select(User.id).filter_by(name=account.name))
 
 
 def test_two_hundred_streams_share_one_subscription(server, redis_url, accounts):

@@ -18,24 +18,19 @@ from rq import Worker
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.errors import InvalidJob
+from myapp.job_json import TERMINAL
 from myapp.jobs import import_contacts, uploads
 from myapp.jobs.submit import validate
 from myapp.models import Contact, TrackedJob, User
 from myapp.web import contacts_csv
 from tests.conftest import ROOT, wait_until
-from tests.sse_client import Stream
-from tests.test_api import _user_id, rows_of, rq_jobs_of
-from tests.test_auth import csrf_token, sign_in
-from tests.test_control import worker_running
-from tests.test_stream import TERMINAL, snapshot_sent
-from tests.test_worker import enqueue_test_job
+from tests.jobs import enqueue_test_job
+from tests.records import id_of, rows_of, rq_jobs_of
+from tests.rq_state import worker_running
+from tests.sessions import csrf_token, sign_in
+from tests.sse_client import Stream, ended, snapshot_sent
 
 HEADER = b"name,email,phone\n"
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def contacts_of(app, account=None, job_id=None) -> list[Contact]:
@@ -254,7 +249,7 @@ def test_a_csv_upload_starts_the_same_job_as_json(app, client, alice):
         # The rows are stored once, as an upload; the record and RQ only name it.
         params = db.session.get(TrackedJob, job["id"]).params
         assert set(params) == {"upload"}
-        assert uploads.load(params["upload"], _user_id(alice)) == expected["rows"]
+        assert uploads.load(params["upload"], id_of(alice)) == expected["rows"]
         rq_job = get_queue().fetch_job(job["id"])
         assert rq_job.kwargs == params
         assert rq_job.func_name == "myapp.jobs.import_contacts.run"
@@ -328,10 +323,6 @@ def make_rows(count: int, bad_every: int) -> tuple[list[dict], dict[int, str]]:
 def to_csv(rows: list[dict]) -> bytes:
     lines = ["Name,Email,Phone"] + [f'"{r["name"]}",{r["email"]},{r["phone"] or ""}' for r in rows]
     return "\r\n".join(lines).encode()
-
-
-def ended(stream, job_id, statuses=TERMINAL, after: int = 0):
-    return lambda _: any(e["status"] in statuses for e in stream.job_events(job_id)[after:])
 
 
 def assert_written_once(app, job_id, user_account, expected_rows: set[int], rows: list[dict]):

@@ -15,18 +15,14 @@ from myapp.jobs import uploads
 from myapp.jobs.submit import validate
 from myapp.keys import admitted_key, channel_for
 from myapp.models import TrackedJob, Upload
-from tests.test_api import PROCESS, _user_id, rows_of
-from tests.test_auth import csrf_token, sign_in
+from tests.jobs import PROCESS
+from tests.records import id_of, rows_of
+from tests.sessions import csrf_token, sign_in
 
 CONTACTS = {
     "kind": "import_contacts",
     "params": {"rows": [{"name": f"P{i}", "email": f"p{i}@example.com"} for i in range(2000)]},
 }
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 @pytest.fixture
@@ -47,7 +43,7 @@ def stored_size(body) -> int:
 def uploads_of(app, account) -> int:
     with app.app_context():
         return db.session.scalar(
-            db.select(db.func.count(Upload.id)).where(Upload.user_id == _user_id(account))
+            db.select(db.func.count(Upload.id)).where(Upload.user_id == id_of(account))
         )
 
 
@@ -82,7 +78,7 @@ def test_listing_jobs_reads_neither_params_nor_uploads(idle_app, alice):
     assert not any("tracked_jobs.params" in s for s in jobs_selects), jobs_selects
     assert not any("uploads" in s for s in statements), statements
     with app.app_context():
-        row = db.session.scalar(db.select(TrackedJob).filter_by(user_id=_user_id(alice)))
+        row = db.session.scalar(db.select(TrackedJob).filter_by(user_id=id_of(alice)))
         assert set(row.params) == {"upload"}  # the rows are not in the record at all
 
 
@@ -212,7 +208,7 @@ def test_a_job_redis_refuses_gives_back_its_place_and_keeps_no_row(
         assert "nothing was started" in response.json["error"]
     assert (rows_of(app, alice), uploads_of(app, alice)) == before
     with app.app_context():
-        admitted = admitted_key(channel_for(_user_id(alice)))
+        admitted = admitted_key(channel_for(id_of(alice)))
     assert Redis.from_url(app.config["REDIS_URL"]).scard(admitted) == 0
 
 
@@ -227,7 +223,7 @@ def test_a_retry_redis_refuses_gives_back_its_place(make_app, alice, redis_witho
         assert response.status_code == 503, response.get_data(as_text=True)[:300]
     assert client.get(f"/api/jobs/{job['id']}", headers=alice.headers).json["status"] == "canceled"
     with refused.app_context():
-        admitted = admitted_key(channel_for(_user_id(alice)))
+        admitted = admitted_key(channel_for(id_of(alice)))
     assert Redis.from_url(refused.config["REDIS_URL"]).scard(admitted) == 0
 
 

@@ -5,8 +5,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_until
-from tests.sse_client import Stream
-from tests.test_stream import finished, snapshot_sent, start
+from tests.jobs import start
+from tests.sse_client import Stream, ended, snapshot_sent
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -68,7 +68,7 @@ def test_the_numbers_move_as_jobs_run_and_streams_send(server, admin):
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job = start(server, admin, steps=5, step_seconds=0.02)
-        stream.wait_for(finished(stream, job["id"]), timeout=30)
+        stream.wait_for(ended(stream, job["id"]), timeout=30)
         # The web process adds its stream figures every few seconds.
         after = wait_until(lambda: counted(scrape(), before), timeout=20)
     finally:

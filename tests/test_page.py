@@ -11,10 +11,10 @@ import re
 import time
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from tests.browser import some_bar_between
+from tests.jobs import start
 
 #: Ten processes of 10-40 steps at 0.05-0.3 s, on the two test workers: about 25 s,
 #: with room for a slow machine.
@@ -23,21 +23,8 @@ NON_EMPTY = re.compile(r"\S")
 
 
 @pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-@pytest.fixture
 def bob(accounts):
     return accounts.create()
-
-
-def start_via_api(server, account, steps: int, step_seconds: float) -> str:
-    """Starts one process as a script would (Bearer token); returns its job id."""
-    body = {"kind": "process_run", "params": {"steps": steps, "step_seconds": step_seconds}}
-    response = requests.post(f"{server}/api/jobs", json=body, headers=account.headers, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
 
 
 def test_sign_in_shows_the_user_and_a_live_connection(new_dashboard, alice):
@@ -89,7 +76,7 @@ def test_a_reload_mid_run_shows_the_progress_so_far(new_dashboard, alice, server
     """After a reload the row is back at once, never empty or behind, and still moves."""
     dashboard = new_dashboard().sign_in(alice)
     page = dashboard.page
-    jobs = [start_via_api(server, alice, steps=40, step_seconds=0.1) for _ in range(2)]
+    jobs = [start(server, alice, steps=40, step_seconds=0.1)["id"] for _ in range(2)]
 
     page.wait_for_function(some_bar_between(10, 90), timeout=30_000, polling=20)
     before = {
@@ -128,7 +115,7 @@ def test_another_user_never_sees_my_jobs(new_dashboard, alice, bob, server):
     bobs = new_dashboard().sign_in(bob)
     alices = new_dashboard().sign_in(alice)
 
-    alice_jobs = [start_via_api(server, alice, steps=20, step_seconds=0.05) for _ in range(3)]
+    alice_jobs = [start(server, alice, steps=20, step_seconds=0.05)["id"] for _ in range(3)]
     for job_id in alice_jobs:
         alices.expect_finished(job_id, timeout=30_000)
 
@@ -144,7 +131,7 @@ def test_another_user_never_sees_my_jobs(new_dashboard, alice, bob, server):
     expect(bobs.rows).to_have_count(0)
 
     # Bob's page does show Bob's own job, and Alice's page does not.
-    bob_job = start_via_api(server, bob, steps=5, step_seconds=0.05)
+    bob_job = start(server, bob, steps=5, step_seconds=0.05)["id"]
     bobs.expect_finished(bob_job, timeout=30_000)
     assert bobs.job_ids() == [bob_job]
     assert bob_job not in alices.page.content()
@@ -162,7 +149,7 @@ def test_accessibility_basics(new_dashboard, alice, server):
     dashboard.sign_in(alice)
     expect(page.locator("script:not([src])")).to_have_count(0)
     expect(page.locator("#announcer")).to_have_attribute("aria-live", "polite")
-    jobs = [start_via_api(server, alice, steps=20, step_seconds=0.1) for _ in range(2)]
+    jobs = [start(server, alice, steps=20, step_seconds=0.1)["id"] for _ in range(2)]
     expect(dashboard.rows).to_have_count(2)
     page.wait_for_function(some_bar_between(1, 99), timeout=30_000, polling=20)
 

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import requests
 from playwright.sync_api import expect
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def submit(server, account, kind, params) -> dict:

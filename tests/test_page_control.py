@@ -14,25 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import requests
 from playwright.sync_api import expect
 
 from tests.browser import backwards_moves, some_bar_between
 from tests.conftest import ROOT, free_port, wait_until, web_command
-from tests.test_control import cancel_all, worker_running
-from tests.test_page import start_via_api
+from tests.jobs import cancel_all, start
+from tests.rq_state import worker_running
 
 #: The README's picture of the page.
 #: Copied by hand to docs/screenshot.png for the README when the page changes.
 README_SCREENSHOT = ROOT / "test-artifacts" / "page-for-readme.png"
 QUEUED_OR_STARTED = re.compile(r"^(queued|started)$")
 RUNNING_WITH_ETA = re.compile(r"^step \d+ of \d+ · about \d+ s left$")
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_only_a_retry_lets_a_bar_start_over():
@@ -90,7 +84,7 @@ def test_cancel_and_retry_from_the_page(new_dashboard, alice, server):
     dashboard = new_dashboard().sign_in(alice)
     page = dashboard.page
     try:
-        job_id = start_via_api(server, alice, steps=200, step_seconds=0.05)
+        job_id = start(server, alice, steps=200, step_seconds=0.05)["id"]
         page.wait_for_function(bar_above(job_id, 0), timeout=30_000, polling=20)
         expect(dashboard.badge(job_id)).to_have_text("started")
         expect(dashboard.retry_button(job_id)).to_be_hidden()
@@ -155,7 +149,7 @@ def test_a_job_whose_worker_died_shows_the_error_and_retry_runs_it_to_the_end(
     dashboard = new_dashboard().sign_in(alice)
     page = dashboard.page
     try:
-        job_id = start_via_api(server, alice, steps=40, step_seconds=0.1)
+        job_id = start(server, alice, steps=40, step_seconds=0.1)["id"]
         page.wait_for_function(bar_above(job_id, 0), timeout=30_000, polling=20)
         victim = worker_running(redis_url, job_id)
         os.kill(victim.pid, signal.SIGKILL)
@@ -206,19 +200,19 @@ def test_screenshot_of_the_page_mid_run_for_the_readme(new_dashboard, alice, ser
     dashboard = new_dashboard().sign_in(alice)
     page = dashboard.page
     try:
-        done = [start_via_api(server, alice, steps=12, step_seconds=0.05) for _ in range(2)]
+        done = [start(server, alice, steps=12, step_seconds=0.05)["id"] for _ in range(2)]
         for job_id in done:
             dashboard.expect_finished(job_id, timeout=30_000)
-        stopped = start_via_api(server, alice, steps=200, step_seconds=0.05)
+        stopped = start(server, alice, steps=200, step_seconds=0.05)["id"]
         page.wait_for_function(bar_above(stopped, 20), timeout=30_000, polling=20)
         dashboard.cancel_button(stopped).click()
         dashboard.expect_status(stopped, "canceled", timeout=3_000)
         # Two running bars at different places (one started a while after the other),
         # and a third job waiting for a worker.
-        running = [start_via_api(server, alice, steps=80, step_seconds=0.1)]
+        running = [start(server, alice, steps=80, step_seconds=0.1)["id"]]
         page.wait_for_function(bar_above(running[0], 25), timeout=30_000, polling=20)
-        running.append(start_via_api(server, alice, steps=80, step_seconds=0.1))
-        waiting = start_via_api(server, alice, steps=80, step_seconds=0.1)
+        running.append(start(server, alice, steps=80, step_seconds=0.1)["id"])
+        waiting = start(server, alice, steps=80, step_seconds=0.1)["id"]
         page.wait_for_function(bar_above(running[1], 20), timeout=30_000, polling=20)
         for job_id in running:
             dashboard.expect_status(job_id, "started")
@@ -261,7 +255,7 @@ def test_the_page_rides_out_a_restart_of_the_web_server(
             return request.url == f"{base}/api/jobs"
 
         page.on("requestfailed", lambda r: failed_polls.append(r.url) if is_poll(r) else None)
-        jobs = [start_via_api(base, alice, steps=60, step_seconds=0.15) for _ in range(3)]
+        jobs = [start(base, alice, steps=60, step_seconds=0.15)["id"] for _ in range(3)]
         expect(dashboard.rows).to_have_count(3)
         page.wait_for_function(some_bar_between(1, 99), timeout=30_000, polling=20)
 

@@ -2,7 +2,7 @@
 
 from playwright.sync_api import expect
 
-from tests.test_control import cancel_all
+from tests.jobs import cancel_all
 
 
 def active(page) -> str:

@@ -4,9 +4,8 @@ from myapp import progress
 from myapp.db import db
 from myapp.job_json import parse_time
 from myapp.models import TrackedJob
-from tests.sse_client import Stream
-from tests.test_stream import finished, snapshot_sent
-from tests.test_worker import enqueue_test_job
+from tests.jobs import enqueue_test_job
+from tests.sse_client import Stream, ended, snapshot_sent
 
 
 def test_outside_a_job_update_does_nothing(app):
@@ -19,7 +18,7 @@ def watch(app, server, account, func, **kwargs):
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, account, func, **kwargs)
-        stream.wait_for(finished(stream, job_id), timeout=60)
+        stream.wait_for(ended(stream, job_id), timeout=60)
         return job_id, stream.job_events(job_id)
     finally:
         stream.close()

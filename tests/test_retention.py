@@ -5,7 +5,6 @@ import time
 import uuid
 from datetime import timedelta
 
-import pytest
 from redis import Redis
 from rq.job import Job
 from rq.results import Result
@@ -17,15 +16,10 @@ from myapp.jobs import uploads
 from myapp.models import Contact, TrackedJob, Upload
 from myapp.worker import retention
 from tests.conftest import wait_until
-from tests.test_api import PROCESS, _user_id
-from tests.test_worker import enqueue_test_job
+from tests.jobs import PROCESS, enqueue_test_job
+from tests.records import id_of
 
 DAY = 86400
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
 
 
 def test_a_canceled_queued_job_leaves_redis_within_the_ttl(make_app, alice):
@@ -82,7 +76,7 @@ def add_job(user_id: int, status: str, age_days: float, ended: bool) -> str:
 def test_retention_deletes_old_ended_records_with_their_uploads_only(make_app, alice):
     app = make_app(JOB_RETENTION_DAYS=30)
     with app.app_context():
-        user_id = _user_id(alice)
+        user_id = id_of(alice)
         old_ended = add_job(user_id, "finished", 31, ended=True)
         old_active = add_job(user_id, "queued", 31, ended=False)
         recent_ended = add_job(user_id, "failed", 29, ended=True)

@@ -22,12 +22,10 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from myapp.job_json import TERMINAL
 from tests.conftest import ROOT, free_port, wait_until, web_command
-from tests.sse_client import Stream
-from tests.test_batches import album, ended, last, submit
-from tests.test_stream import snapshot_sent
-
-TERMINAL = {"finished", "failed", "canceled", "stopped", "skipped"}
+from tests.jobs import album, seconds_between, submit
+from tests.sse_client import Stream, ended, last, snapshot_sent
 
 
 @dataclass
@@ -158,9 +156,7 @@ def test_coalescing_and_cancel_hold_across_workers(cluster, accounts, app):
     assert parent[-1]["counts"]["finished"] == 30
     percents = [e["progress"]["percent"] for e in parent]
     assert percents == sorted(percents)
-    from tests.test_batches import _seconds
-
-    seconds = _seconds(parent[-1]["ended_at"], parent[0]["created_at"])
+    seconds = seconds_between(parent[-1]["ended_at"], parent[0]["created_at"])
     assert len(parent) <= app.config["PROGRESS_MAX_RATE"] * seconds + 4
     # The pieces ran on every kind of worker, the pool's included.
     ran_on = {

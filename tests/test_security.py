@@ -17,14 +17,8 @@ from myapp.db import db
 from myapp.models import User
 from myapp.web import throttle
 from tests.conftest import ROOT, wait_until
-from tests.sse_client import Stream
-from tests.test_auth import csrf_token
-from tests.test_stream import snapshot_sent
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
+from tests.sessions import csrf_token
+from tests.sse_client import Stream, snapshot_sent
 
 
 def test_every_answer_carries_a_strict_policy_and_no_framing(client, alice):

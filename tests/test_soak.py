@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 import requests
 
 from myapp.db import db
+from myapp.job_json import TERMINAL
 from myapp.models import TrackedJob, User
 from myapp.wire import parse_id
 from tests import rq_state
 from tests.conftest import wait_until
+from tests.rig import Rig
 from tests.sse_client import Stream
-from tests.test_faults import TERMINAL, Rig
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
 STREAMS_PER_USER = int(os.environ.get("SOAK_STREAMS", "20"))

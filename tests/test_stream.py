@@ -2,36 +2,14 @@
 
 import json
 
-import pytest
 import requests
 from redis import Redis
 
 from myapp.db import db
 from myapp.keys import active_key, channel_for
 from myapp.models import User
-from tests.sse_client import Stream
-
-TERMINAL = {"finished", "failed", "stopped", "canceled"}
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-def start(server, account, steps=20, step_seconds=0.05) -> dict:
-    body = {"kind": "process_run", "params": {"steps": steps, "step_seconds": step_seconds}}
-    response = requests.post(f"{server}/api/jobs", json=body, headers=account.headers, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def snapshot_sent(events) -> bool:
-    return any(event.type == "snapshot" for event in events)
-
-
-def finished(stream, job_id):
-    return lambda events: any(e["status"] in TERMINAL for e in stream.job_events(job_id))
+from tests.jobs import start
+from tests.sse_client import Stream, ended, snapshot_sent
 
 
 def test_stream_needs_a_user(server):
@@ -67,7 +45,7 @@ def test_a_job_is_watched_to_the_end_by_its_owner_only(server, accounts, alice):
         mine.wait_for(snapshot_sent, timeout=5)
         theirs.wait_for(snapshot_sent, timeout=5)
         job = start(server, alice, steps=20)
-        mine.wait_for(finished(mine, job["id"]))
+        mine.wait_for(ended(mine, job["id"]))
         events = mine.job_events(job["id"])
     finally:
         mine.close()
@@ -105,10 +83,10 @@ def test_reconnecting_with_last_event_id_misses_nothing_and_repeats_nothing(serv
         seen = [e for e in first.events if e.type == "job"]
         second = Stream(f"{server}/stream", {**alice.headers, "Last-Event-ID": seen[-1].id})
         try:
-            second.wait_for(finished(second, job["id"]))
+            second.wait_for(ended(second, job["id"]))
         finally:
             second.close()
-        witness.wait_for(finished(witness, job["id"]))
+        witness.wait_for(ended(witness, job["id"]))
     finally:
         witness.close()
     resumed = second.events

@@ -1,47 +1,19 @@
 """The worker's side of the lifecycle: what RQ, the database and the stream say."""
 
-import uuid
-
-import pytest
 from rq.job import Job
 
-from myapp import job_json
 from myapp.connections import get_queue
 from myapp.db import db
-from myapp.models import TrackedJob, User
-from tests.sse_client import Stream
-from tests.test_stream import finished, snapshot_sent, start
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
-
-
-def enqueue_test_job(app, account, func: str, retry=None, timeout=None, **kwargs) -> str:
-    """Enqueue one of :mod:`tests.job_bodies` the way :func:`myapp.jobs.submit` does."""
-    with app.app_context():
-        user = db.session.scalar(db.select(User).filter_by(name=account.name))
-        now = job_json.utcnow()
-        job_id = str(uuid.uuid4())
-        db.session.add(
-            TrackedJob(id=job_id, user_id=user.id, kind="test", params=kwargs,
-                       status="queued", created_at=now, updated_at=now)
-        )  # fmt: skip
-        db.session.commit()
-        get_queue().enqueue_call(
-            func, kwargs=kwargs, job_id=job_id, retry=retry, timeout=timeout,
-            meta={"user_id": user.id, "kind": "test", "created_at": job_json.iso(now),
-                  "max_attempts": 1 + (retry.max if retry else 0)},
-        )  # fmt: skip
-    return job_id
+from myapp.models import TrackedJob
+from tests.jobs import enqueue_test_job, start
+from tests.sse_client import Stream, ended, snapshot_sent
 
 
 def test_progress_is_kept_in_the_rq_job_meta(app, server, alice):
     stream = Stream(f"{server}/stream", alice.headers)
     try:
         job = start(server, alice, steps=5, step_seconds=0)
-        stream.wait_for(finished(stream, job["id"]))
+        stream.wait_for(ended(stream, job["id"]))
     finally:
         stream.close()
     with app.app_context():
@@ -58,7 +30,7 @@ def test_a_failing_job_ends_failed_with_its_error(app, server, worker, alice):
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, alice, "tests.job_bodies.boom", rows=10)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         events = stream.job_events(job_id)
     finally:
         stream.close()
@@ -75,7 +47,7 @@ def test_unknown_total_is_indeterminate_until_finished(app, server, worker, alic
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, alice, "tests.job_bodies.unknown_total", steps=3)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         events = stream.job_events(job_id)
     finally:
         stream.close()

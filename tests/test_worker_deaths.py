@@ -13,9 +13,11 @@ import uuid
 
 import pytest
 
+from myapp.job_json import TERMINAL
 from myapp.worker import reaper
 from tests.conftest import ROOT, wait_until
-from tests.test_faults import TERMINAL, Rig, records
+from tests.records import records
+from tests.rig import Rig
 
 #: What the record must end as, for a death at each point.
 ENDS = {

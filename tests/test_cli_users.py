@@ -1,4 +1,4 @@
-from tests.test_auth import session_cookie, sign_in
+from tests.sessions import session_cookie, sign_in
 
 
 def test_create_prints_a_working_token_last(runner, client):

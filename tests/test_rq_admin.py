@@ -1,4 +1,3 @@
-import re
 import time
 
 import requests
@@ -6,14 +5,9 @@ from playwright.sync_api import expect
 
 from myapp.connections import get_queue
 from tests.conftest import wait_until
-
-
-def sign_in(client, account):
-    page = client.get("/").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
-    client.post(
-        "/login", data={"name": account.name, "password": account.password, "csrf_token": token}
-    )
+from tests.jobs import enqueue_test_job, submit
+from tests.sessions import sign_in
+from tests.sse_client import Stream, ended, snapshot_sent
 
 
 def test_anonymous_is_sent_to_sign_in(client):
@@ -46,6 +40,14 @@ def csrf_cookie(client) -> str:
     return client.get_cookie("_csrf_token", path="/rq").value
 
 
+def start_process(client, account, steps: int, step_seconds: float) -> dict:
+    """Start a process_run through the app with ``account``'s token; the job as answered."""
+    body = {"kind": "process_run", "params": {"steps": steps, "step_seconds": step_seconds}}
+    response = client.post("/api/jobs", json=body, headers=account.headers)
+    assert response.status_code == 202, response.json
+    return response.json
+
+
 def test_dashboard_posts_need_the_csrf_token(client, accounts):
     admin = accounts.create(admin=True)
     sign_in(client, admin)
@@ -60,11 +62,7 @@ def test_dashboard_posts_need_the_csrf_token(client, accounts):
 
 def test_admin_opens_one_of_our_jobs_there(app, client, accounts):
     admin = accounts.create(admin=True)
-    job = client.post(
-        "/api/jobs",
-        json={"kind": "process_run", "params": {"steps": 1, "step_seconds": 0}},
-        headers=admin.headers,
-    ).json
+    job = start_process(client, admin, steps=1, step_seconds=0)
     page = client.get(f"/rq/0/view/job/{job['id']}", headers=admin.headers)
     assert page.status_code == 200
     data = client.get(f"/rq/0/data/job/{job['id']}.json", headers=admin.headers)
@@ -74,10 +72,6 @@ def test_admin_opens_one_of_our_jobs_there(app, client, accounts):
 
 
 def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, server, accounts):
-    from tests.sse_client import Stream
-    from tests.test_stream import finished, snapshot_sent
-    from tests.test_worker import enqueue_test_job
-
     admin = accounts.create(admin=True)
     sign_in(client, admin)
     client.get("/rq/")
@@ -86,7 +80,7 @@ def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, s
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         response = client.post(f"/rq/job/{job_id}/requeue", headers={"X-CSRFToken": token})
         assert response.status_code == 200
         stream.wait_for(
@@ -95,11 +89,7 @@ def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, s
         statuses = [e["status"] for e in stream.job_events(job_id)]
         assert statuses[statuses.index("failed") + 1] == "queued"
 
-        running = client.post(
-            "/api/jobs",
-            json={"kind": "process_run", "params": {"steps": 300, "step_seconds": 0.05}},
-            headers=admin.headers,
-        ).json
+        running = start_process(client, admin, steps=300, step_seconds=0.05)
         stream.wait_for(
             lambda _: "started" in [e["status"] for e in stream.job_events(running["id"])]
         )
@@ -121,8 +111,6 @@ def test_requeue_and_delete_there_show_in_our_records_and_streams(app, client, s
 
 
 def test_requeue_all_refuses_a_get_from_another_site(app, client, accounts, worker):
-    from tests.test_worker import enqueue_test_job
-
     admin = accounts.create(admin=True)
     sign_in(client, admin)
     job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
@@ -138,10 +126,6 @@ def test_requeue_all_refuses_a_get_from_another_site(app, client, accounts, work
 
 
 def test_requeue_all_by_post_shows_in_our_records_and_streams(app, client, server, accounts):
-    from tests.sse_client import Stream
-    from tests.test_stream import finished, snapshot_sent
-    from tests.test_worker import enqueue_test_job
-
     admin = accounts.create(admin=True)
     sign_in(client, admin)
     client.get("/rq/")
@@ -149,7 +133,7 @@ def test_requeue_all_by_post_shows_in_our_records_and_streams(app, client, serve
     try:
         stream.wait_for(snapshot_sent, timeout=5)
         job_id = enqueue_test_job(app, admin, "tests.job_bodies.boom", rows=2)
-        stream.wait_for(finished(stream, job_id))
+        stream.wait_for(ended(stream, job_id))
         response = client.post("/rq/requeue/default", headers={"X-CSRFToken": csrf_cookie(client)})
         assert response.status_code == 200
         stream.wait_for(
@@ -172,11 +156,7 @@ def test_a_stranger_on_another_instance_is_sent_to_sign_in(client, accounts):
 
 def test_the_workers_page_reads_a_busy_worker(app, server, client, accounts):
     admin = accounts.create(admin=True)
-    job = client.post(
-        "/api/jobs",
-        json={"kind": "process_run", "params": {"steps": 60, "step_seconds": 0.05}},
-        headers=admin.headers,
-    ).json
+    job = start_process(client, admin, steps=60, step_seconds=0.05)
 
     def busy():
         workers = client.get("/rq/0/data/workers.json", headers=admin.headers)
@@ -198,21 +178,18 @@ def test_markup_in_users_strings_stays_text_on_every_dashboard_page(
 ):
     admin = accounts.create(admin=True)
 
-    def submit(kind, params):
-        body = {"kind": kind, "params": params}
-        answer = requests.post(f"{server}/api/jobs", json=body, headers=admin.headers, timeout=30)
-        assert answer.status_code == 202, answer.text
-        return answer.json()
-
     items = [
         {"name": f"{MARKUP} refused", "size_kb": 10, "reject": True},
         {"name": f"{MARKUP} done", "size_kb": 10},
     ]
-    album = submit("publish_album", {"items": items, "latency_ms": 100})
+    album = submit(server, admin, "publish_album", {"items": items, "latency_ms": 100})
     busy = submit(
-        "publish_album", {"items": [{"name": MARKUP, "size_kb": 10}], "latency_ms": 30_000}
+        server,
+        admin,
+        "publish_album",
+        {"items": [{"name": MARKUP, "size_kb": 10}], "latency_ms": 30_000},
     )
-    profile = submit("generate_profile", {"name": MARKUP[:80], "stage_seconds": 0})
+    profile = submit(server, admin, "generate_profile", {"name": MARKUP[:80], "stage_seconds": 0})
     refused, done = album["children"]
     (slow,) = busy["children"]
     wait_until(lambda: requests.get(

@@ -3,15 +3,8 @@
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import ROOT, wait_until
-from tests.test_stream import start
-
-
-@pytest.fixture
-def alice(accounts):
-    return accounts.create()
+from tests.jobs import start
 
 
 def flask(service_env, *args, timeout=60):
