@@ -32,7 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # must not load the web side.
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from myapp import cli, connections, db, errors, logs
+    from myapp import cli, clock, connections, db, errors, logs
     from myapp.config import check_secret_key, from_environment
     from myapp.web import (
         api,
@@ -78,4 +78,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     rq_admin.init_app(app)
+    # RQ's modules are loaded by now: its times are on Redis's clock too.
+    clock.install_in_rq()
     return app

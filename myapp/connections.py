@@ -9,6 +9,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from myapp import clock
+
 _KEY = "myapp.redis"
 
 
@@ -23,6 +25,8 @@ def init_app(app: Flask) -> None:
         health_check_interval=30,
     )
     app.extensions[_KEY] = Redis(connection_pool=pool)
+    # The times this process writes are on Redis's clock (myapp.clock).
+    app.before_request(lambda: clock.maybe_sync(get_redis()))
 
 
 def get_redis() -> Redis:

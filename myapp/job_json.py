@@ -8,6 +8,8 @@ from typing import Any
 
 from rq.job import Job
 
+from myapp import clock
+
 #: Statuses after which a job never changes again (until a user retries it).
 #: ``skipped`` is a stage of a sequence that never ran because one before it failed.
 TERMINAL = frozenset({"finished", "failed", "stopped", "canceled", "skipped"})
@@ -21,8 +23,9 @@ _ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def utcnow() -> datetime:
-    """Naive UTC, as stored in the database (SQLite keeps no time zone)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Naive UTC on the shared clock (:mod:`myapp.clock`), as stored in the
+    database (SQLite keeps no time zone)."""
+    return clock.utcnow()
 
 
 def iso(value: datetime | None) -> str | None:
@@ -80,6 +83,7 @@ def job_json(
     id: str,
     kind: str,
     status: str,
+    version: int,
     done: int | None,
     total: int | None,
     message: str | None,
@@ -97,6 +101,9 @@ def job_json(
 ) -> dict[str, Any]:
     """Build the job's JSON; times may be datetimes or already formatted.
 
+    ``version`` orders the job's states (:mod:`myapp.ordering`); ``updated_at``
+    is only when the state was made, for display and for measuring lag.
+
     ``retry`` is set while an automatic retry waits: ``{"attempt": 2, "of": 3,
     "at": <when, or null for "as soon as a worker is free">}``. ``parent`` is the
     id of the batch or sequence a job is a piece of, and ``name`` that piece's label.
@@ -109,6 +116,7 @@ def job_json(
         "id": id,
         "kind": kind,
         "status": status,
+        "version": version,
         "progress": progress,
         "created_at": _time(created_at),
         "started_at": _time(started_at),
@@ -135,9 +143,11 @@ def from_rq(
 ) -> dict[str, Any]:
     """The user's view of an RQ job, from its fields and the ``meta`` we keep on it.
 
-    ``meta`` holds ``user_id``, ``kind``, ``created_at`` (set when enqueued) and
-    ``progress`` (``done``, ``total``, ``message``, ``eta_seconds``, written by
-    :mod:`myapp.progress`).
+    ``meta`` holds ``user_id``, ``kind``, ``created_at`` (set when enqueued),
+    ``version`` (of the state last made, see :mod:`myapp.ordering`), ``started_at``
+    (set once, when the job's ``started`` is published: RQ sets its own field
+    again an instant later) and ``progress`` (``done``, ``total``, ``message``,
+    ``eta_seconds``, written by :mod:`myapp.progress`).
     """
     meta = job.meta
     progress = meta.get("progress") or {}
@@ -149,11 +159,12 @@ def from_rq(
         id=job.id,
         kind=meta.get("kind", "unknown"),
         status=str(getattr(status, "value", status)),
+        version=meta.get("version", 0),
         done=done,
         total=total,
         message=progress.get("message"),
         created_at=meta.get("created_at"),
-        started_at=job.started_at,
+        started_at=meta.get("started_at", job.started_at),
         ended_at=job.ended_at if status in TERMINAL else None,
         updated_at=utcnow(),
         error=error,

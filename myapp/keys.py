@@ -44,9 +44,14 @@ def active_key(channel: str) -> str:
 
 
 def sent_key(channel: str, job_id: str) -> str:
-    """The ``updated_at`` of the job's latest event, kept a day after it: an older
+    """The ``version`` of the job's latest event, kept a day after it: an older
     state arriving late (two processes raced to publish one batch) is not sent."""
     return f"{channel}:sent:{job_id}"
+
+
+def version_key(job_id: str) -> str:
+    """The job's epoch counter (see :mod:`myapp.ordering`)."""
+    return f"myapp:version:{job_id}"
 
 
 def admitted_key(channel: str) -> str:

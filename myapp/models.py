@@ -8,12 +8,22 @@ from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from myapp import job_json
 from myapp.db import db
+from myapp.ordering import FIRST
 
 
 class User(UserMixin, db.Model):
@@ -91,6 +101,13 @@ class TrackedJob(db.Model):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    #: The order of the job's states (:mod:`myapp.ordering`): the record keeps the
+    #: newest it was given.
+    version: Mapped[int] = mapped_column(BigInteger, default=FIRST)
+    #: The JSON the record's state was published as, when a worker or a batch's
+    #: aggregate made it: it holds what no column does (the ETA), so the API
+    #: answers with what the stream sent for the same version.
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[Any | None] = mapped_column(JSON)
     #: Where a resumable job got to (see :mod:`myapp.steps`), saved with its work.
@@ -120,10 +137,13 @@ class TrackedJob(db.Model):
         A parent also lists its children and counts them by status, which needs
         ``children`` loaded (``selectinload``); see :func:`with_children`.
         """
+        if self.state is not None and self.state.get("version") == self.version:
+            return self.state
         data = job_json.job_json(
             id=self.id,
             kind=self.kind,
             status=self.status,
+            version=self.version,
             done=self.progress_done,
             total=self.progress_total,
             message=self.progress_message,
@@ -151,6 +171,8 @@ class TrackedJob(db.Model):
         """Copy a newer job state (as from :func:`myapp.job_json.job_json`) into the row."""
         progress = job["progress"]
         self.status = job["status"]
+        self.version = job["version"]
+        self.state = job
         self.progress_done = progress["done"]
         self.progress_total = progress["total"]
         self.progress_message = progress["message"]

@@ -29,6 +29,7 @@ from myapp import job_json
 from myapp.connections import get_redis
 from myapp.errors import JobCanceled, JobInterrupted
 from myapp.keys import cancel_key
+from myapp.ordering import FIRST, next_version
 from myapp.pipeline import lifecycle
 
 #: Seconds between checks for a cancel request.
@@ -189,5 +190,7 @@ class _Reporter:
             durable = self.outbox[2]
         self.last_sent = now
         self.pending = False
+        meta = self.job.meta
+        meta["version"] = next_version(meta.get("version", FIRST))  # myapp.ordering
         data = job_json.from_rq(self.job, status="started")
         self.outbox = (data, self.job.serializer.dumps(self.job.meta), durable)

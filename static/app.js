@@ -28,9 +28,10 @@ export function applyJob(job) {
   scheduleRender(job.id);
 }
 
-/** Whether `job` is a newer state than `old`: the rule of myapp/ordering.py. */
+/** Whether `job` is a newer state than `old`: the rule of myapp/ordering.py
+ * (versions, never clocks: hosts' clocks disagree). */
 function isNewer(job, old) {
-  return job.updated_at > old.updated_at;
+  return (job.version ?? 0) > (old.version ?? 0);
 }
 
 /** The job to store, or null when the incoming update must be ignored. */

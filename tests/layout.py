@@ -24,7 +24,7 @@ RANK = {BASE: 0, PIPELINE: 1, JOBS: 2, "worker": 3, "web": 3, "cli": 3, ENTRY: 4
 TOP = {
     **dict.fromkeys(
         ("config", "db", "models", "connections", "keys", "wire", "job_json", "ordering",
-         "errors", "logs"),
+         "clock", "errors", "logs"),
         BASE,
     ),
     "progress": PIPELINE,  # what job bodies call: the pipeline's front door

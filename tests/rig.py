@@ -9,11 +9,19 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+import libfaketime
 import requests
 from redis import Redis
 from rq import Worker
 
 from tests.conftest import ROOT, free_port, wait_until, web_command
+
+
+def skewed(seconds: int) -> dict[str, str]:
+    """The environment that runs a process ``seconds`` off the true clock, under
+    libfaketime, for :meth:`Rig.start_worker`."""
+    _, env = libfaketime.get_reload_information()
+    return {**env, "FAKETIME": f"{seconds:+d}"}
 
 
 @dataclass
@@ -35,13 +43,16 @@ class Rig:
         self.web = subprocess.Popen(web_command(port), cwd=ROOT, env=self.env)
         wait_until(lambda: requests.get(f"{self.base}/healthz", timeout=1).ok, 30)
 
-    def start_worker(self) -> None:
+    def start_worker(self, **env: str) -> subprocess.Popen:
+        """A worker, with ``env`` added to the rig's (a skewed clock, say)."""
         # A session of its own: killing its process group kills the worker and its
         # scheduler, as losing the host would (the work horse dies with the worker).
         worker = subprocess.Popen(
-            [sys.executable, "worker.py"], cwd=ROOT, env=self.env, start_new_session=True
-        )
+            [sys.executable, "worker.py"], cwd=ROOT, env={**self.env, **env},
+            start_new_session=True,
+        )  # fmt: skip
         self.workers.append(worker)
+        return worker
 
     def live_workers(self) -> list[Worker]:
         try:

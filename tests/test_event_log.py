@@ -70,20 +70,21 @@ def test_snapshot_cut_holds_active_jobs_as_of_the_newest_event(redis, channel):
 
 
 def test_a_state_older_than_one_sent_is_neither_logged_nor_kept_active(redis, channel):
-    def state(status, at):
-        return {"data": {"id": "a", "status": status, "progress": {}, "updated_at": at},
+    def state(status, version):
+        return {"data": {"id": "a", "status": status, "progress": {}, "version": version},
                 "type": "job"}  # fmt: skip
 
-    first = event_log.append(redis, channel, state("started", "2026-01-01T00:00:01.000000Z"), 60)
-    event_log.append(redis, channel, state("finished", "2026-01-01T00:00:03.000000Z"), 60)
+    # Versions across epochs compare as numbers, not as strings ("9" > "10").
+    first = event_log.append(redis, channel, state("started", 9), 60)
+    event_log.append(redis, channel, state("finished", 30), 60)
     # Another process computed this before the end, and publishes it late.
-    late = event_log.append(redis, channel, state("started", "2026-01-01T00:00:02.000000Z"), 60)
+    late = event_log.append(redis, channel, state("started", 10), 60)
     assert late is None
     assert [e.job["status"] for e in event_log.replay(redis, channel, first.decode())] == [
         "finished"
     ]
     assert event_log.snapshot_cut(redis, channel)[1] == {}  # not active again
-    again = event_log.append(redis, channel, state("queued", "2026-01-01T00:00:04.000000Z"), 60)
+    again = event_log.append(redis, channel, state("queued", 40), 60)
     assert again is not None  # a retry, newer: sent
     # What is remembered per job goes away by itself: nothing grows with a user's history.
     assert 0 < redis.ttl(sent_key(channel, "a")) <= 86400

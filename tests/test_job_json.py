@@ -35,13 +35,13 @@ def test_utcnow_is_naive_utc():
 
 def test_finished_job_is_full():
     job = job_json.job_json(
-        id="x", kind="process_run", status="finished", done=None, total=None,
+        id="x", kind="process_run", status="finished", version=7, done=None, total=None,
         message=None, created_at=None, started_at=None, ended_at=None,
         updated_at="2026-01-02T03:04:05.000000Z", error=None, result={"steps": 1},
     )  # fmt: skip
     assert job["progress"]["percent"] == 100.0
     assert set(job) == {
-        "id", "kind", "status", "progress", "created_at", "started_at", "ended_at",
+        "id", "kind", "status", "version", "progress", "created_at", "started_at", "ended_at",
         "updated_at", "error", "result", "retry", "parent", "name",
     }  # fmt: skip
 

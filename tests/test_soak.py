@@ -1,6 +1,7 @@
 """A bounded soak: two users, many tabs, a stream of mixed jobs, and faults.
 
-While jobs of every kind run (some failing, some canceled), workers are killed
+While jobs of every kind run (some failing, some canceled) on workers whose clocks
+disagree (one in sync, one 3 s behind, one 30 s ahead), workers are killed
 with ``kill -9`` and replaced, and tabs are dropped at random and resume from
 their last event id, as a browser does. At the end: every job has ended (none
 stuck), every tab knows every one of its user's jobs in the state the database
@@ -31,10 +32,13 @@ from myapp.models import TrackedJob, User
 from myapp.wire import parse_id
 from tests import rq_state
 from tests.conftest import wait_until
-from tests.rig import Rig
+from tests.rig import Rig, skewed
 from tests.sse_client import Stream
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
+#: The workers' clocks, in seconds off the true one: one in sync, one behind, one
+#: ahead; a killed worker's replacement takes the dead one's clock.
+SKEWS = (0, -3, 30)
 STREAMS_PER_USER = int(os.environ.get("SOAK_STREAMS", "20"))
 USERS = 2
 
@@ -140,9 +144,8 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
     figures = Counter()
     try:
         rig.start_web()
-        for _ in range(3):
-            rig.start_worker()
-        wait_until(lambda: len(rig.live_workers()) == 3, 30)
+        skew_of_pid = {rig.start_worker(**skewed(s)).pid: s for s in SKEWS}
+        wait_until(lambda: len(rig.live_workers()) == len(SKEWS), 30)
         for user in users:
             tabs[user.name] = [Tab(rig.base, user.headers) for _ in range(STREAMS_PER_USER)]
         submitted: dict[str, list[str]] = {user.name: [] for user in users}
@@ -174,8 +177,10 @@ def test_a_soak_with_faults_loses_nothing_and_crosses_no_users(service_env, app,
             if time.monotonic() > next_kill:
                 running = [w for w in rig.live_workers() if w.get_current_job_id()]
                 if running:
-                    rig.kill(rng.choice(running))
-                    rig.start_worker()
+                    victim = rng.choice(running)
+                    rig.kill(victim)
+                    skew = skew_of_pid.pop(victim.pid)
+                    skew_of_pid[rig.start_worker(**skewed(skew)).pid] = skew
                     figures["workers killed"] += 1
                 next_kill = time.monotonic() + rng.uniform(4, 10)
             for tab in [t for ts in tabs.values() for t in ts]:

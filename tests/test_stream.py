@@ -58,6 +58,8 @@ def test_a_job_is_watched_to_the_end_by_its_owner_only(server, accounts, alice):
     assert set(statuses[1:-1]) == {"started"}
     done = [event["progress"]["done"] for event in events if event["progress"]["done"] is not None]
     assert done == sorted(done) and done[-1] == 20
+    versions = [event["version"] for event in events]
+    assert versions == sorted(set(versions)), "each state newer than the one before"
     updated = [event["updated_at"] for event in events]
     assert updated == sorted(updated)
     last = events[-1]

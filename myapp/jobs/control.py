@@ -9,13 +9,12 @@ it reports nothing.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 
-from myapp import job_json
+from myapp import clock, job_json
 from myapp.connections import drop_job, fetch_job, get_queue, get_redis
 from myapp.db import db
 from myapp.errors import Conflict
@@ -56,7 +55,7 @@ def cancel(row: TrackedJob) -> dict[str, Any]:
 def request_stop(job_id: str) -> None:
     """Ask a running job to stop: it does at its next progress report, or its worker
     stops it after ``CANCEL_GRACE_SECONDS``, and it ends ``canceled``."""
-    get_redis().set(cancel_key(job_id), time.time(), ex=86400)
+    get_redis().set(cancel_key(job_id), clock.time(), ex=86400)
 
 
 def _cancel_one(row: TrackedJob) -> dict[str, Any]:
@@ -106,12 +105,15 @@ def retry(row: TrackedJob) -> dict[str, Any]:
 
 
 def _requeue(row: TrackedJob, depends_on: str | None = None) -> dict[str, Any]:
+    """Record ``queued``, then enqueue: the new run's states are all newer than its
+    ``queued`` (:mod:`myapp.ordering`), even when a worker starts it at once."""
     get_redis().delete(cancel_key(row.id))
     drop_job(row.id)  # a new job under the same id takes its place
-    enqueue(row, depends_on=depends_on)
-    return lifecycle.row_changed(
+    data = lifecycle.row_changed(
         row, status="queued", started_at=None, ended_at=None, error=None, result=None
     )
+    enqueue(row, depends_on=depends_on)
+    return data
 
 
 def _children(row: TrackedJob, wanted) -> list[TrackedJob]:

@@ -19,6 +19,7 @@ from myapp.errors import InvalidJob
 from myapp.jobs import KINDS, limits, uploads
 from myapp.keys import running_limit_key
 from myapp.models import TrackedJob, User
+from myapp.ordering import FIRST
 from myapp.pipeline import aggregate, counters, lifecycle
 
 #: Parameter errors listed in one answer; a huge bad request gets a short reply.
@@ -80,6 +81,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         kind=kind,
         params=params,
         status="queued",
+        version=FIRST,
         created_at=now,
         updated_at=now,
         group_mode=spec.mode,
@@ -94,6 +96,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
             kind=piece.kind,
             params=piece.params,
             status="queued",
+            version=FIRST,
             created_at=now,
             updated_at=now,
             parent_id=row.id,
@@ -156,6 +159,7 @@ def enqueue(row: TrackedJob, depends_on: str | None = None) -> None:
         "user_id": row.user_id,
         "kind": row.kind,
         "created_at": job_json.iso(row.created_at),
+        "version": row.version,
         "max_attempts": 1 + (spec.retry.max if spec.retry else 0),
     }
     if row.parent_id is not None:

@@ -21,16 +21,21 @@ from redis import Redis
 
 from myapp import job_json
 from myapp.db import db
-from myapp.keys import parent_key
+from myapp.keys import parent_key, version_key
 from myapp.models import TrackedJob
+from myapp.ordering import EPOCH, NEW_EPOCH_LUA
 
 #: How long a parent's aggregate is kept after its last change.
 KEEP_SECONDS = 7 * 86400
 
 # decide(): is the parent's event due? Its class (queued, started, ended) changed:
-# now; else once per gap. Returns the aggregate when due, else the wait in ms.
-_DECIDE = """
-local function decide(key, now, gap, db_ms)
+# now; else once per gap. Returns the aggregate when due, with the epoch of its
+# version (myapp.ordering: every parent state takes one, above the 'floor' its
+# record gave), else the wait in ms.
+_DECIDE = (
+    NEW_EPOCH_LUA
+    + """
+local function decide(key, vkey, now, gap, db_ms)
   local v = redis.call('HMGET', key, 'class', 'sent', 'recorded', 'total',
     'n:queued', 'n:finished', 'n:failed', 'n:canceled', 'n:skipped')
   local total, queued = tonumber(v[4]), tonumber(v[5] or 0)
@@ -47,18 +52,20 @@ local function decide(key, now, gap, db_ms)
   local durable = forced or now - tonumber(v[3] or 0) >= db_ms
   redis.call('HSET', key, 'class', class, 'sent', now, 'pending', 0)
   if durable then redis.call('HSET', key, 'recorded', now) end
+  local epoch = new_epoch(vkey, tonumber(redis.call('HGET', key, 'floor') or '0'))
   local a = redis.call('HMGET', key, 'n:queued', 'n:started', 'n:finished', 'n:failed',
     'n:canceled', 'n:skipped', 'sum', 'weight', 'canceled', 'mode')
-  local reply = {1, now, durable and 1 or 0, class}
-  for i = 1, 10 do reply[i + 4] = a[i] or '' end  -- a nil would end the reply
+  local reply = {1, epoch, now, durable and 1 or 0, class}
+  for i = 1, 10 do reply[i + 5] = a[i] or '' end  -- a nil would end the reply
   return reply
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
+)
 
-# KEYS: the aggregate; ARGV: child id, counted status, progress in 1/1000 (-1: none),
-# gap ms, database interval ms.
+# KEYS: the aggregate, the parent's version counter; ARGV: child id, counted status,
+# progress in 1/1000 (-1: none), gap ms, database interval ms.
 _AGGREGATE = (
     _DECIDE
     + """
@@ -80,16 +87,17 @@ if f > before then
   redis.call('HINCRBY', key, 'sum', (f - before) * w)
 end
 redis.call('EXPIRE', key, ARGV[6])
-return decide(key, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+return decide(key, KEYS[2], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
 """
 )
 
-# A held-back event, if still pending and due. KEYS: the aggregate; ARGV: gap, db ms.
+# A held-back event, if still pending and due. KEYS: the aggregate, the parent's
+# version counter; ARGV: gap, db ms.
 _FLUSH = (
     _DECIDE
     + """
 if redis.call('HGET', KEYS[1], 'pending') ~= '1' then return {-3} end
-return decide(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]))
+return decide(KEYS[1], KEYS[2], now, tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
 )
 
@@ -119,6 +127,7 @@ class Aggregate:
     """The parent's state as the script returned it."""
 
     parent_id: str
+    version: int
     at: datetime
     durable: bool
     ended: bool
@@ -130,12 +139,13 @@ class Aggregate:
 
     @classmethod
     def parse(cls, parent_id: str, reply: list) -> Aggregate:
-        now, durable, klass, *numbers, canceled, mode = (_text(value) for value in reply[1:])
+        epoch, now, durable, klass, *numbers, canceled, mode = (_text(v) for v in reply[1:])
         counts = dict(zip(job_json.COUNTED, (int(n or 0) for n in numbers[:6]), strict=True))
         counts["total"] = sum(counts.values())
         done, weight = int(numbers[6] or 0), int(numbers[7] or 1)
         return cls(
             parent_id=parent_id,
+            version=int(epoch) * EPOCH,
             at=datetime.fromtimestamp(int(now) / 1000, UTC).replace(tzinfo=None),
             durable=durable == "1",
             ended=klass == "ended",
@@ -161,6 +171,7 @@ def start(redis: Redis, parent: TrackedJob, children: list[TrackedJob]) -> None:
         "sum": 0,
         "class": "queued",
         "n:queued": len(children),
+        "floor": parent.version // EPOCH,
     }
     for child, weight in zip(children, weights, strict=True):
         fields[f"s:{child.id}"] = "queued"
@@ -197,19 +208,21 @@ def fold(redis: Redis, child: dict[str, Any], gap: float, db_interval: float) ->
     parent_id = child["parent"]
     args = [child["id"], job_json.counted_as(child["status"]), done, int(gap * 1000)]
     args += [int(db_interval * 1000), KEEP_SECONDS]
-    reply = redis.eval(_AGGREGATE, 1, parent_key(parent_id), *args)
+    keys = [parent_key(parent_id), version_key(parent_id)]
+    reply = redis.eval(_AGGREGATE, 2, *keys, *args)
     if reply[0] == -1:
         parent = db.session.get(TrackedJob, parent_id)
         if parent is None:
             return None
         rebuild(redis, parent)
-        reply = redis.eval(_AGGREGATE, 1, parent_key(parent_id), *args)
+        reply = redis.eval(_AGGREGATE, 2, *keys, *args)
     return _answer(parent_id, reply)
 
 
 def flush(redis: Redis, parent_id: str, gap: float, db_interval: float) -> Any:
     """The held-back parent event, if nobody sent it meanwhile (as :func:`fold`)."""
-    reply = redis.eval(_FLUSH, 1, parent_key(parent_id), int(gap * 1000), int(db_interval * 1000))
+    keys = [parent_key(parent_id), version_key(parent_id)]
+    reply = redis.eval(_FLUSH, 2, *keys, int(gap * 1000), int(db_interval * 1000))
     return _answer(parent_id, reply)
 
 

@@ -20,13 +20,13 @@ from redis.client import Pipeline
 
 from myapp.job_json import TERMINAL
 from myapp.keys import COUNTERS, active_key, admitted_key, log_key, published_on, sent_key
-from myapp.ordering import order_of
+from myapp.ordering import version_of
 from myapp.wire import Event, decode, encode, parse_id
 
 _PUBLISH = """
 if ARGV[7] ~= '' then
   local sent = redis.call('GET', KEYS[5])
-  if sent and sent > ARGV[7] then return false end
+  if sent and tonumber(sent) > tonumber(ARGV[7]) then return false end
   redis.call('SET', KEYS[5], ARGV[7], 'EX', 86400)
 end
 local now = redis.call('TIME')
@@ -61,7 +61,7 @@ def append(
     if message.get("type") == "job" and isinstance(data, dict):
         job_id, job_json = data["id"], encode(data)
         terminal = "1" if data.get("status") in TERMINAL else "0"
-        order = order_of(data)
+        order = version_of(data)
     return redis.eval(
         _PUBLISH, 5, log_key(channel), active_key(channel), admitted_key(channel), COUNTERS,
         sent_key(channel, job_id), encoded, published_on(redis, channel),

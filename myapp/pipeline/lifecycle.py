@@ -25,7 +25,7 @@ from myapp.connections import drop_job, get_queue, get_redis
 from myapp.db import db
 from myapp.keys import channel_for
 from myapp.models import TrackedJob
-from myapp.ordering import is_older, recorded_order
+from myapp.ordering import is_older, new_version
 from myapp.pipeline import aggregate, event_log
 from myapp.pipeline.aggregate import fold
 from myapp.pipeline.counters import job_ended
@@ -40,7 +40,13 @@ def job_changed(
     result: Any = None,
     retry: dict[str, Any] | None = None,
 ) -> None:
-    """The worker saw ``job`` change status: record it and tell its user."""
+    """The worker saw ``job`` change status: record it and tell its user.
+
+    A change of status is newer than any state of the job before it, from any
+    process: it takes a new epoch (:mod:`myapp.ordering`), kept in ``meta`` for
+    the progress that follows (:mod:`myapp.progress` saves it with each report).
+    """
+    job.meta["version"] = new_version(get_redis(), job.id, after=job.meta.get("version", 0))
     data = job_json.from_rq(job, status=status, error=error, result=result, retry=retry)
     emit(job, data, durable=True)
     logs.job_changed(data, job.meta["user_id"])
@@ -50,6 +56,7 @@ def row_changed(row: TrackedJob, **changes: Any) -> dict[str, Any]:
     """The web changed a job (canceled before it ran, retried): record and tell."""
     for name, value in changes.items():
         setattr(row, name, value)
+    row.version = new_version(get_redis(), row.id, after=row.version)
     row.updated_at = job_json.utcnow()
     db.session.commit()
     data = row.to_dict()
@@ -95,7 +102,7 @@ def record(data: dict[str, Any]) -> None:
         if row is None:
             current_app.logger.warning("job %s has no database record", data["id"])
             return
-        if is_older(data, than=recorded_order(row)):
+        if is_older(data, than=row.version):
             # A newer state came first: a parent's, aggregated in another process, or
             # one the web wrote (a cancel) while this was on its way (myapp.ordering).
             return

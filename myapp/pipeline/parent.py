@@ -30,6 +30,7 @@ def parent_state(parent: TrackedJob, agg: Aggregate) -> dict[str, Any]:
         id=parent.id,
         kind=parent.kind,
         status=status,
+        version=agg.version,
         done=counts["finished"],
         total=counts["total"],
         message=_message(agg, children, status),

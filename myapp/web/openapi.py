@@ -50,7 +50,7 @@ def _job_schemas() -> dict[str, Any]:
         },
         "Job": {
             "type": "object",
-            "required": ["id", "kind", "status", "progress", "created_at", "updated_at"],
+            "required": ["id", "kind", "status", "version", "progress", "created_at", "updated_at"],
             "properties": {
                 "id": {"type": "string"},
                 "kind": {"type": "string"},
@@ -68,6 +68,10 @@ def _job_schemas() -> dict[str, Any]:
                         "skipped",
                     ],
                 },  # fmt: skip
+                "version": {
+                    "type": "integer",
+                    "description": "Grows with each state of the job: the larger is the newer.",
+                },
                 "progress": progress,
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": nullable_time,

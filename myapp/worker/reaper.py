@@ -16,7 +16,6 @@ Every worker calls :func:`reap` often; a lock lets one of them work per interval
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
@@ -24,7 +23,7 @@ from redis import Redis
 from rq.executions import ExecutionRegistry
 from rq.queue import Queue
 
-from myapp import job_json
+from myapp import clock, job_json
 from myapp.connections import fetch_job
 from myapp.db import db
 from myapp.jobs import control
@@ -76,7 +75,7 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
     quiet = interval * QUIET_INTERVALS
     put_back_taken(queue, quiet)
     registry = queue.started_job_registry
-    now = time.time()
+    now = clock.time()
     expired = registry.get_expired_job_ids(now)
     if expired:
         registry.cleanup(now)
@@ -127,7 +126,7 @@ def put_back_taken(queue: Queue, quiet: float) -> list[str]:
             queue.started_job_registry.key,
             queue.intermediate_queue.get_first_seen_key(job_id),
         ]
-        if redis.eval(_PUT_BACK, len(keys), *keys, job_id, time.time()):
+        if redis.eval(_PUT_BACK, len(keys), *keys, job_id, clock.time()):
             current_app.logger.warning("job %s: its worker died before starting it", job_id)
             put_back.append(job_id)
     return put_back
@@ -162,7 +161,7 @@ def _ended_before(ended_at: datetime | None, seconds: float) -> bool:
         return True
     if ended_at.tzinfo is None:
         ended_at = ended_at.replace(tzinfo=UTC)
-    return datetime.now(UTC) - ended_at > timedelta(seconds=seconds)
+    return clock.now() - ended_at > timedelta(seconds=seconds)
 
 
 def _redis_now(redis: Redis) -> float:

@@ -10,14 +10,13 @@ deleted, whatever their age. Every worker calls :func:`purge` from
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from flask import current_app
 from redis import Redis
 from rq.queue import Queue
 
-from myapp import job_json
+from myapp import clock, job_json
 from myapp.db import db
 from myapp.keys import RETENTION_LOCK
 from myapp.models import TrackedJob, Upload
@@ -35,7 +34,7 @@ def purge(queue: Queue, force: bool = False) -> list[str]:
         return []
     # RQ never cleans its canceled registry; a cancel's entry is scored when it came.
     ttl = current_app.config["JOB_REDIS_TTL_SECONDS"]
-    redis.zremrangebyscore(queue.canceled_job_registry.key, "-inf", time.time() - ttl)
+    redis.zremrangebyscore(queue.canceled_job_registry.key, "-inf", clock.time() - ttl)
     cutoff = job_json.utcnow() - timedelta(days=current_app.config["JOB_RETENTION_DAYS"])
     ids = list(
         db.session.scalars(

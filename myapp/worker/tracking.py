@@ -27,7 +27,7 @@ from rq import Worker
 from rq.exceptions import InvalidJobOperation
 from rq.serializers import JSONSerializer
 
-from myapp import progress
+from myapp import clock, job_json, progress
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.errors import PermanentError
@@ -66,15 +66,21 @@ class TrackingWorker(Worker):
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         return max(2, int(self.death_seconds / 2))
 
+    def register_birth(self):
+        # Its first heartbeat is already on the shared clock (myapp.clock).
+        clock.maybe_sync(self.connection)
+        super().register_birth()
+
     def heartbeat(self, timeout=None, pipeline=None):
         super().heartbeat(timeout, pipeline)
         if pipeline is None:
+            clock.maybe_sync(self.connection)
             reaper.reap(self.queues[0], self.reap_interval)
 
     def maintain_heartbeats(self, job, execution):
         super().maintain_heartbeats(job, execution)
         requested = control.cancel_requested_at(self.connection, job.id)
-        if requested is not None and time.time() - requested > self.cancel_grace:
+        if requested is not None and clock.time() - requested > self.cancel_grace:
             self._stopped_job_id = job.id  # RQ's stop-job command does the same
             self.kill_horse()
         reaper.reap(self.queues[0], self.reap_interval)
@@ -123,6 +129,8 @@ class TrackingWorker(Worker):
         super().prepare_job_execution(job, remove_from_intermediate_queue)
         if control.cancel_requested_at(self.connection, job.id) is not None:
             raise progress.JobCanceled("canceled before it started")
+        # One started_at for the job's every state: RQ sets its own again later.
+        job.meta["started_at"] = job_json.iso(job.started_at)
         lifecycle.job_changed(job, "started")
 
     def handle_job_success(self, job, queue, started_job_registry, execution):
