@@ -22,6 +22,7 @@ from myapp.jobs import KINDS, limits
 from myapp.jobs.submit import enqueue
 from myapp.keys import cancel_key
 from myapp.models import TrackedJob
+from myapp.ordering import new_version
 from myapp.pipeline import aggregate, lifecycle
 
 
@@ -105,15 +106,20 @@ def retry(row: TrackedJob) -> dict[str, Any]:
 
 
 def _requeue(row: TrackedJob, depends_on: str | None = None) -> dict[str, Any]:
-    """Record ``queued``, then enqueue: the new run's states are all newer than its
-    ``queued`` (:mod:`myapp.ordering`), even when a worker starts it at once."""
+    """Enqueue the row again, then record and tell ``queued``.
+
+    Its version is taken first and goes with the job, so every state of the new run
+    is newer than this ``queued`` (:mod:`myapp.ordering`), even when a worker starts
+    it at once; and a refused enqueue leaves the record as it was.
+    """
     get_redis().delete(cancel_key(row.id))
     drop_job(row.id)  # a new job under the same id takes its place
-    data = lifecycle.row_changed(
-        row, status="queued", started_at=None, ended_at=None, error=None, result=None
-    )
-    enqueue(row, depends_on=depends_on)
-    return data
+    queued = new_version(get_redis(), row.id, after=row.version)
+    enqueue(row, depends_on=depends_on, version=queued)
+    return lifecycle.row_changed(
+        row, version=queued, status="queued", started_at=None, ended_at=None, error=None,
+        result=None,
+    )  # fmt: skip
 
 
 def _children(row: TrackedJob, wanted) -> list[TrackedJob]:

@@ -146,8 +146,9 @@ def _enqueue_pieces(children: list[TrackedJob], sequence: bool) -> None:
         previous = child.id
 
 
-def enqueue(row: TrackedJob, depends_on: str | None = None) -> None:
-    """Put the row's job on the queue (again, for a retry), under its own id.
+def enqueue(row: TrackedJob, depends_on: str | None = None, version: int | None = None) -> None:
+    """Put the row's job on the queue (again, for a retry), under its own id, with
+    the version of its ``queued`` state (the row's, unless given).
 
     At most ``MAX_RUNNING_JOBS_PER_USER`` of a user's jobs run at once (RQ's rate
     limit holds the others back), so one user cannot take every worker. A piece
@@ -159,7 +160,7 @@ def enqueue(row: TrackedJob, depends_on: str | None = None) -> None:
         "user_id": row.user_id,
         "kind": row.kind,
         "created_at": job_json.iso(row.created_at),
-        "version": row.version,
+        "version": version or row.version,
         "max_attempts": 1 + (spec.retry.max if spec.retry else 0),
     }
     if row.parent_id is not None:

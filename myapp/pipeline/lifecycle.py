@@ -52,11 +52,15 @@ def job_changed(
     logs.job_changed(data, job.meta["user_id"])
 
 
-def row_changed(row: TrackedJob, **changes: Any) -> dict[str, Any]:
-    """The web changed a job (canceled before it ran, retried): record and tell."""
+def row_changed(row: TrackedJob, version: int | None = None, **changes: Any) -> dict[str, Any]:
+    """The web changed a job (canceled before it ran, retried): record and tell.
+
+    The state takes a new version, or ``version`` when the caller took it already
+    (a retry does, before it enqueues: see :func:`myapp.jobs.control.retry`).
+    """
     for name, value in changes.items():
         setattr(row, name, value)
-    row.version = new_version(get_redis(), row.id, after=row.version)
+    row.version = version or new_version(get_redis(), row.id, after=row.version)
     row.updated_at = job_json.utcnow()
     db.session.commit()
     data = row.to_dict()
