@@ -10,6 +10,11 @@ from rq.job import Job
 
 from myapp import clock
 
+#: Every status a job can have: RQ's, and ``skipped``.
+STATUSES = (
+    "queued", "scheduled", "deferred", "started", "finished", "failed", "stopped",
+    "canceled", "skipped",
+)  # fmt: skip
 #: Statuses after which a job never changes again (until a user retries it).
 #: ``skipped`` is a stage of a sequence that never ran because one before it failed.
 TERMINAL = frozenset({"finished", "failed", "stopped", "canceled", "skipped"})

@@ -10,6 +10,21 @@ const POLL_MS = 3000;
 const jobs = new Map();
 /** The batches whose items are shown. */
 const expanded = new Set();
+/** What the page calls each kind, from the server's registry; the API keeps `kind`. */
+let kindNames = {};
+/** The list's filters: the statuses each shows (as GET /api/jobs?status= takes them). */
+const FILTERS = {
+  active: ['queued', 'scheduled', 'deferred', 'started'],
+  failed: ['failed', 'stopped'],
+  finished: ['finished'],
+};
+/** The filter shown ('' for all), and per filter the cursor of its next older page
+ * (the API's next_before; null once there is none, absent before the first page). */
+let filter = '';
+const older = new Map();
+/** Jobs that ended while the tab was hidden, counted in its title. */
+let unseen = 0;
+let baseTitle = '';
 
 const $ = (id) => document.getElementById(id);
 const scheduleRender = createBatcher(renderJobs);
@@ -24,7 +39,10 @@ export function applyJob(job) {
   if (!merged) return;
   jobs.set(job.id, merged);
   // Terminal states are announced for whole jobs, not for each item of a batch.
-  if (old && !merged.parent && !TERMINAL.has(old.status) && TERMINAL.has(merged.status)) announce(merged);
+  if (old && !merged.parent && !TERMINAL.has(old.status) && TERMINAL.has(merged.status)) {
+    announce(merged);
+    noteIfHidden(merged);
+  }
   scheduleRender(job.id);
 }
 
@@ -81,7 +99,9 @@ function connect() {
     });
     source.addEventListener('job', (event) => applyJob(parseJson(event.data)));
     source.addEventListener('snapshot', (event) => {
-      applyAll(parseJson(event.data));
+      const snapshot = parseJson(event.data);
+      applyAll(snapshot);
+      if (!older.has('')) older.set('', snapshot?.next_before ?? null);
       updateEmpty();
     });
     source.addEventListener('error', () => {
@@ -105,6 +125,45 @@ async function loadJobs() {
 
 function applyAll(data) {
   (data?.jobs ?? []).forEach(applyJob);
+}
+
+/** One more page of older jobs for the filter shown, then each next_before in turn.
+ * All jobs go on from the snapshot's next_before (it holds the newest, without a gap);
+ * a filter starts from its newest match. Known jobs are merged as usual. */
+async function loadOlder() {
+  const params = new URLSearchParams({ limit: '50' });
+  if (filter) params.set('status', FILTERS[filter].join(','));
+  const before = older.get(filter);
+  if (before) params.set('before', before);
+  const shown = filter;
+  try {
+    const page = await requestJson(`/api/jobs?${params}`);
+    applyAll(page);
+    older.set(shown, page.next_before ?? null);
+  } catch (error) {
+    showAlert(`Could not load older jobs: ${error.message}`);
+  }
+  updateListTools();
+}
+
+function setFilter() {
+  filter = $('filter').value;
+  for (const row of $('jobs').children) {
+    const job = jobs.get(row.dataset.jobId);
+    if (job) row.hidden = !isShown(job);
+  }
+  updateListTools();
+  if (!older.has(filter)) loadOlder(); // its matching jobs, older ones included
+}
+
+function isShown(job) {
+  return !filter || FILTERS[filter].includes(job.status);
+}
+
+function updateListTools() {
+  $('load-older').hidden = older.get(filter) === null || !$('empty').hidden;
+  const any = [...$('jobs').children].some((row) => !row.hidden);
+  $('none-shown').hidden = any || !$('empty').hidden;
 }
 
 function postJob(kind, params) {
@@ -365,7 +424,7 @@ function createRow(job) {
     const items = el('ul', 'items');
     items.id = `items-${job.id}`;
     items.hidden = true;
-    items.setAttribute('aria-label', `${job.kind} ${job.id.slice(0, 8)} items`);
+    items.setAttribute('aria-label', `${kindName(job)} ${job.id.slice(0, 8)} items`);
     const toggle = el('button', 'button-quiet toggle-items', 'Show items');
     toggle.type = 'button';
     toggle.setAttribute('aria-controls', items.id);
@@ -380,13 +439,13 @@ function actionButton(action, label, job) {
   const button = el('button', `button-quiet action-${action}`, label);
   button.type = 'button';
   button.dataset.action = action;
-  button.setAttribute('aria-label', `${label} ${job.kind} ${job.id.slice(0, 8)}`);
+  button.setAttribute('aria-label', `${label} ${kindName(job)} ${job.id.slice(0, 8)}`);
   return button;
 }
 
 function updateRow(row, job) {
   row.className = `job job--${job.status}${TERMINAL.has(job.status) ? ' job--terminal' : ''}${job.parent ? ' item' : ''}`;
-  row.querySelector('.job-kind').textContent = job.parent ? job.name : job.kind;
+  row.querySelector('.job-kind').textContent = job.parent ? job.name : kindName(job);
   const badge = row.querySelector('.badge');
   badge.textContent = job.status;
   badge.dataset.status = job.status;
@@ -398,6 +457,7 @@ function updateRow(row, job) {
   updateResult(row.querySelector('.job-result'), job);
   row.querySelector('.elapsed-value').textContent = elapsedText(job);
   if (job.parent) return;
+  row.hidden = !isShown(job);
   const cancel = row.querySelector('.action-cancel');
   const cancelFocused = document.activeElement === cancel;
   cancel.hidden = TERMINAL.has(job.status);
@@ -447,7 +507,7 @@ function updateBar(row, job) {
   if (percent === null) bar.removeAttribute('aria-valuenow');
   else bar.setAttribute('aria-valuenow', String(Math.floor(percent)));
   bar.setAttribute('aria-valuetext', valueText(job, percent, working));
-  bar.setAttribute('aria-label', `${job.kind} ${job.id.slice(0, 8)} progress`);
+  bar.setAttribute('aria-label', `${kindName(job)} ${job.id.slice(0, 8)} progress`);
   row.querySelector('.job-percent').textContent =
     percent === null ? (working ? 'working…' : '') : `${Math.floor(percent)}%`;
 }
@@ -512,6 +572,12 @@ function tickElapsed() {
 
 function updateEmpty() {
   $('empty').hidden = [...jobs.values()].some((job) => !job.parent);
+  updateListTools();
+}
+
+/** A name for people: "Simulated process" for process_run; a piece's own label. */
+function kindName(job) {
+  return kindNames[job.kind] ?? job.kind;
 }
 
 // ---------------------------------------------------------------- messages
@@ -520,8 +586,35 @@ function updateEmpty() {
 function announce(job) {
   const outcome = job.status === 'failed' ? `failed: ${job.error ?? 'unknown error'}` : job.status;
   const region = $('announcer');
-  region.append(el('p', '', `${job.kind} job ${job.id.slice(0, 8)} ${outcome}`));
+  region.append(el('p', '', `${kindName(job)} ${job.id.slice(0, 8)} ${outcome}`));
   while (region.childElementCount > 5) region.firstElementChild.remove();
+}
+
+/** A job that ended while the tab was hidden: counted in the title ("(2) myapp"), and
+ * a notification when the user allowed them. Seeing the tab again clears the count. */
+function noteIfHidden(job) {
+  if (!document.hidden) return;
+  unseen += 1;
+  document.title = `(${unseen}) ${baseTitle}`;
+  if (globalThis.Notification?.permission === 'granted') {
+    new Notification(`${kindName(job)} ${job.status}`, { body: errorText(job), tag: job.id });
+  }
+}
+
+function onVisible() {
+  if (document.hidden) return;
+  unseen = 0;
+  document.title = baseTitle;
+}
+
+/** The "Notify me" button, offered while the user has not answered the browser's question. */
+function offerNotifications() {
+  const button = $('notify');
+  button.hidden = globalThis.Notification?.permission !== 'default';
+  button.addEventListener('click', async () => {
+    await Notification.requestPermission();
+    button.hidden = true;
+  });
 }
 
 function showAlert(message) {
@@ -551,6 +644,12 @@ function el(tag, className, text) {
 
 function init() {
   if (!$('jobs')) return; // the sign-in view has no dashboard
+  kindNames = parseJson($('dashboard').dataset.kindNames) ?? {};
+  baseTitle = document.title;
+  document.addEventListener('visibilitychange', onVisible);
+  offerNotifications();
+  $('filter').addEventListener('change', setFilter);
+  $('load-older').addEventListener('click', loadOlder);
   $('start-processes').addEventListener('click', startProcesses);
   document.querySelectorAll('button[data-kind]').forEach((b) => b.addEventListener('click', startKind));
   $('jobs').addEventListener('click', onRowAction);

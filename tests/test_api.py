@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from sqlalchemy import event
 
@@ -146,3 +148,83 @@ def test_starting_a_job_reads_back_nothing_it_wrote(app, client, alice):
         event.remove(engine, "before_cursor_execute", record)
     assert response.status_code == 202
     assert statements == ["SELECT", "INSERT"]
+
+
+@pytest.fixture
+def idle_client(make_app):
+    """A client whose jobs go to a queue no worker takes from: they stay queued."""
+    return make_app(
+        RQ_QUEUE=f"idle-{uuid.uuid4().hex[:8]}", MAX_ACTIVE_JOBS_PER_USER=20
+    ).test_client()
+
+
+def pages(client, account, query="", limit=3) -> list[list[str]]:
+    """Every page of the list, following ``next_before``; each page's ids."""
+    found, before = [], None
+    while True:
+        cursor = f"&before={before}" if before else ""
+        answer = client.get(f"/api/jobs?limit={limit}{query}{cursor}", headers=account.headers)
+        assert answer.status_code == 200, answer.json
+        found.append([job["id"] for job in answer.json["jobs"]])
+        before = answer.json["next_before"]
+        if before is None:
+            return found
+        assert before == found[-1][-1]
+
+
+def test_the_list_pages_with_a_cursor_through_every_job_once(idle_client, accounts, alice):
+    bob = accounts.create()
+    ids = [
+        idle_client.post("/api/jobs", json=PROCESS, headers=alice.headers).json["id"]
+        for _ in range(7)
+    ]
+    idle_client.post("/api/jobs", json=PROCESS, headers=bob.headers)
+    found = pages(idle_client, alice)
+    assert [len(page) for page in found] == [3, 3, 1]
+    assert [job_id for page in found for job_id in page] == ids[::-1]
+    everything = idle_client.get("/api/jobs", headers=alice.headers).json
+    assert [job["id"] for job in everything["jobs"]] == ids[::-1]
+    assert everything["next_before"] is None
+
+
+def test_the_list_filters_by_status_and_kind(idle_client, alice):
+    ids = [
+        idle_client.post("/api/jobs", json=PROCESS, headers=alice.headers).json["id"]
+        for _ in range(5)
+    ]
+    album = {"kind": "publish_album", "params": {"items": [{"name": "a.jpg", "size_kb": 1}]}}
+    batch = idle_client.post("/api/jobs", json=album, headers=alice.headers).json["id"]
+    for job_id in ids[:2]:
+        assert (
+            idle_client.post(f"/api/jobs/{job_id}/cancel", headers=alice.headers).status_code == 202
+        )
+    canceled = pages(idle_client, alice, "&status=canceled", limit=1)
+    assert [job_id for page in canceled for job_id in page] == ids[1::-1]
+    waiting = pages(idle_client, alice, "&status=queued,started&kind=process_run")
+    assert [job_id for page in waiting for job_id in page] == ids[:1:-1]
+    assert pages(idle_client, alice, "&kind=publish_album") == [[batch]]
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("limit=0", "limit"), ("limit=201", "limit"), ("limit=x", "limit"), ("limit=-1", "limit"),
+        ("status=running", "status"), ("status=", "status"), ("kind=nope", "kind"),
+        ("before=no-such-job", "before"),
+    ],
+)  # fmt: skip
+def test_bad_list_queries_get_a_clear_400(client, alice, query, message):
+    answer = client.get(f"/api/jobs?{query}", headers=alice.headers)
+    assert answer.status_code == 400
+    assert answer.json["error"].startswith(message)
+
+
+def test_a_cursor_from_another_user_or_a_piece_is_refused(idle_client, accounts, alice):
+    bob = accounts.create()
+    theirs = idle_client.post("/api/jobs", json=PROCESS, headers=bob.headers).json["id"]
+    album = {"kind": "publish_album", "params": {"items": [{"name": "a.jpg", "size_kb": 1}]}}
+    piece = idle_client.post("/api/jobs", json=album, headers=alice.headers).json["children"][0]
+    for cursor in (theirs, piece):
+        answer = idle_client.get(f"/api/jobs?before={cursor}", headers=alice.headers)
+        assert answer.status_code == 400
+        assert answer.json["error"].startswith("before")

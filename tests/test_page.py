@@ -158,12 +158,12 @@ def test_accessibility_basics(new_dashboard, alice, server):
         expect(bar).to_have_attribute("aria-valuemin", "0")
         expect(bar).to_have_attribute("aria-valuemax", "100")
         expect(bar).to_have_attribute("aria-valuetext", NON_EMPTY)
-        expect(bar).to_have_accessible_name(f"process_run {job_id[:8]} progress")
+        expect(bar).to_have_accessible_name(f"Simulated process {job_id[:8]} progress")
 
     for job_id in jobs:
         dashboard.expect_finished(job_id, timeout=30_000)
         expect(dashboard.bar(job_id)).to_have_attribute("aria-valuetext", re.compile(r"^100%"))
     for job_id in jobs:
-        announcement = f"process_run job {job_id[:8]} finished"
+        announcement = f"Simulated process {job_id[:8]} finished"
         expect(page.locator("#announcer")).to_contain_text(announcement)
     assert dashboard.errors == []

@@ -24,7 +24,7 @@ def test_generate_profile_from_its_button_shows_stages_and_links_the_profile(new
     page = dashboard.page
     page.get_by_role("button", name="Generate profile").click()
     row = page.locator("#jobs > li.job").first
-    expect(row.locator(":scope > .job-head .job-kind")).to_have_text("generate_profile")
+    expect(row.locator(":scope > .job-head .job-kind")).to_have_text("Profile generation")
     job_id = row.get_attribute("data-job-id")
 
     toggle = row.get_by_role("button", name="Show 3 stages")

@@ -91,7 +91,7 @@ def test_cancel_and_retry_from_the_page(new_dashboard, alice, server):
         cancel = dashboard.cancel_button(job_id)
         expect(cancel).to_be_visible()
         expect(cancel).to_have_text("Cancel")
-        expect(cancel).to_have_accessible_name(f"Cancel process_run {job_id[:8]}")
+        expect(cancel).to_have_accessible_name(f"Cancel Simulated process {job_id[:8]}")
 
         cancel.click()
         dashboard.expect_status(job_id, "canceled", timeout=3_000)
@@ -101,7 +101,7 @@ def test_cancel_and_retry_from_the_page(new_dashboard, alice, server):
         expect(retry).to_have_text("Retry")
         expect(dashboard.error(job_id)).to_be_hidden()
         expect(page.locator("#alert")).to_have_text("")
-        announcement = f"process_run job {job_id[:8]} canceled"
+        announcement = f"Simulated process {job_id[:8]} canceled"
         expect(page.locator("#announcer")).to_contain_text(announcement)
 
         # The bar stopped where the work stopped, short of the end, and stays there.
@@ -164,8 +164,8 @@ def test_a_job_whose_worker_died_shows_the_error_and_retry_runs_it_to_the_end(
         expect(dashboard.cancel_button(job_id)).to_be_hidden()
         retry = dashboard.retry_button(job_id)
         expect(retry).to_be_visible()
-        expect(retry).to_have_accessible_name(f"Retry process_run {job_id[:8]}")
-        announcement = f"process_run job {job_id[:8]} failed: worker died"
+        expect(retry).to_have_accessible_name(f"Retry Simulated process {job_id[:8]}")
+        announcement = f"Simulated process {job_id[:8]} failed: worker died"
         expect(page.locator("#announcer")).to_contain_text(announcement)
 
         retry.click()

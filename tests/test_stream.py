@@ -29,7 +29,7 @@ def test_stream_opens_with_retry_and_a_snapshot(server, alice):
         events = stream.wait_for(lambda events: events, timeout=5)
         assert stream.lines[:2] == [": connected", "retry: 2000"]
         assert events[0].type == "snapshot"
-        assert events[0].json() == {"jobs": []}
+        assert events[0].json() == {"jobs": [], "next_before": None}
         assert events[0].id
     finally:
         stream.close()
@@ -67,7 +67,7 @@ def test_a_job_is_watched_to_the_end_by_its_owner_only(server, accounts, alice):
     assert last["result"] == {"steps": 20}
     assert last["ended_at"] is not None
     assert [event.type for event in theirs.events] == ["snapshot"]
-    assert theirs.events[0].json() == {"jobs": []}
+    assert theirs.events[0].json() == {"jobs": [], "next_before": None}
 
     api = requests.get(f"{server}/api/jobs/{job['id']}", headers=alice.headers, timeout=5).json()
     assert api == last, "the database record and the last event agree"

@@ -15,21 +15,30 @@ from myapp.jobs import generate_profile, import_contacts, process_run, publish_a
 from myapp.jobs.kind import Kind
 
 KINDS: dict[str, Kind] = {
-    "process_run": Kind(process_run.run, process_run.Params, timeout=3600),
+    "process_run": Kind(
+        process_run.run, process_run.Params, timeout=3600, title="Simulated process"
+    ),
     "import_contacts": Kind(
         import_contacts.run,
         import_contacts.Params,
         timeout=1800,
+        title="Contacts import",
         retry=Retry(max=3, interval=[1, 5, 15]),
         upload="rows",
     ),
     "publish_album": Kind(
-        None, publish_album.Params, timeout=3600, mode="batch", pieces=publish_album.pieces
+        None,
+        publish_album.Params,
+        timeout=3600,
+        title="Album upload",
+        mode="batch",
+        pieces=publish_album.pieces,
     ),
     "publish_album.upload": Kind(
         publish_album.upload,
         publish_album.UploadParams,
         timeout=600,
+        title="Photo upload",
         retry=Retry(max=publish_album.RETRIES, interval=publish_album.RETRY_INTERVALS),
         internal=True,
     ),
@@ -37,6 +46,7 @@ KINDS: dict[str, Kind] = {
         None,
         generate_profile.Params,
         timeout=3600,
+        title="Profile generation",
         mode="sequence",
         pieces=generate_profile.pieces,
     ),
@@ -45,6 +55,7 @@ KINDS: dict[str, Kind] = {
             func,
             generate_profile.Params,
             timeout=600,
+            title="Profile stage",
             retry=Retry(max=2, interval=1),
             internal=True,
         )

@@ -23,6 +23,8 @@ class Kind:
     params: type[BaseModel]
     #: Seconds before the job fails with "timed out after N s".
     timeout: int
+    #: What the page calls it, for people ("Simulated process"); the API keeps the kind.
+    title: str = ""
     #: Automatic retries after an error or a dead worker; None: fail at once.
     #: A job body raises :class:`myapp.errors.PermanentError` for an error no retry can mend.
     retry: Retry | None = None

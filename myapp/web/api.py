@@ -5,17 +5,19 @@ from __future__ import annotations
 from flask import Blueprint, Flask, request
 from flask_login import current_user
 from redis.exceptions import RedisError
+from sqlalchemy import tuple_
 
 from myapp.db import db
 from myapp.errors import InvalidJob, NotFound, Unauthenticated, Unavailable
-from myapp.jobs import control, limits
+from myapp.job_json import STATUSES
+from myapp.jobs import KINDS, control, limits
 from myapp.jobs.submit import submit, validate
 from myapp.models import TrackedJob
 from myapp.web.contacts_csv import form_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-#: How many jobs ``GET /api/jobs`` returns at most, newest first.
+#: How many jobs one page of ``GET /api/jobs`` holds at most (and by default).
 LIST_LIMIT = 200
 
 
@@ -35,21 +37,60 @@ def _require_user():
 
 @bp.get("/jobs")
 def list_jobs():
-    """The user's jobs, newest first; the pieces of a batch or sequence are listed
-    by ``?parent=<id>``, in their order, rather than among them."""
+    """The user's jobs, newest first, a page at a time: ``?before=<id>`` lists those
+    older than that job, ``?limit=`` at most so many, ``?status=`` (comma-separated)
+    and ``?kind=`` filter. ``next_before`` is the cursor of the next page (null on
+    the last). The pieces of a batch or sequence are listed by ``?parent=<id>``, in
+    their order, rather than among them."""
     query = db.select(TrackedJob).filter_by(user_id=current_user.id)
     parent_id = request.args.get("parent")
     if parent_id is not None:
         _own_job(parent_id)
         query = query.filter_by(parent_id=parent_id).order_by(TrackedJob.position)
-    else:
-        query = (
-            query.where(TrackedJob.parent_id.is_(None))
-            .options(TrackedJob.with_children())
-            .order_by(TrackedJob.created_at.desc(), TrackedJob.id)
-            .limit(LIST_LIMIT)
-        )
-    return {"jobs": [row.to_dict() for row in db.session.scalars(query)]}
+        return {"jobs": [row.to_dict() for row in db.session.scalars(query)], "next_before": None}
+    limit = _limit(request.args.get("limit"))
+    query = query.where(TrackedJob.parent_id.is_(None))
+    if "status" in request.args:
+        query = query.where(TrackedJob.status.in_(_statuses(request.args["status"])))
+    if "kind" in request.args:
+        query = query.filter_by(kind=_kind(request.args["kind"]))
+    if "before" in request.args:
+        cursor = db.session.get(TrackedJob, request.args["before"])
+        if cursor is None or cursor.user_id != current_user.id or cursor.parent_id is not None:
+            raise InvalidJob("before: no such job of yours to list from")
+        # Keyset paging: the order is (created_at, id), both descending.
+        newer = tuple_(TrackedJob.created_at, TrackedJob.id) < (cursor.created_at, cursor.id)
+        query = query.where(newer)
+    rows = db.session.scalars(
+        query.options(TrackedJob.with_children())
+        .order_by(TrackedJob.created_at.desc(), TrackedJob.id.desc())
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"jobs": [row.to_dict() for row in rows], "next_before": rows[-1].id if more else None}
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return LIST_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= LIST_LIMIT:
+        raise InvalidJob(f"limit: a whole number from 1 to {LIST_LIMIT}")
+    return int(value)
+
+
+def _statuses(value: str) -> list[str]:
+    wanted = value.split(",")
+    unknown = [status for status in wanted if status not in STATUSES]
+    if unknown:
+        raise InvalidJob(f"status: {unknown[0][:40]!r} is not one of {', '.join(STATUSES)}")
+    return wanted
+
+
+def _kind(value: str) -> str:
+    if value not in KINDS:
+        raise InvalidJob(f"kind: no such kind {value[:40]!r}")
+    return value
 
 
 @bp.post("/jobs")

@@ -11,7 +11,9 @@ from typing import Any
 from flask import Blueprint
 from pydantic.json_schema import models_json_schema
 
+from myapp.job_json import STATUSES
 from myapp.jobs import KINDS
+from myapp.web.api import LIST_LIMIT
 
 bp = Blueprint("openapi", __name__)
 
@@ -54,20 +56,7 @@ def _job_schemas() -> dict[str, Any]:
             "properties": {
                 "id": {"type": "string"},
                 "kind": {"type": "string"},
-                "status": {
-                    "type": "string",
-                    "enum": [
-                        "queued",
-                        "scheduled",
-                        "deferred",
-                        "started",
-                        "finished",
-                        "failed",
-                        "stopped",
-                        "canceled",
-                        "skipped",
-                    ],
-                },  # fmt: skip
+                "status": {"type": "string", "enum": list(STATUSES)},
                 "version": {
                     "type": "integer",
                     "description": "Grows with each state of the job: the larger is the newer.",
@@ -98,7 +87,13 @@ def _job_schemas() -> dict[str, Any]:
         },
         "JobList": {
             "type": "object",
-            "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+            "properties": {
+                "jobs": {"type": "array", "items": _ref("Job")},
+                "next_before": {
+                    "type": ["string", "null"],
+                    "description": "pass as ?before= for the next page; null on the last",
+                },
+            },
         },
     }
 
@@ -124,6 +119,21 @@ def _request_schemas() -> dict[str, Any]:
         shapes.append(_ref(shape))
     schemas["JobRequest"] = {"oneOf": shapes, "discriminator": {"propertyName": "kind"}}
     return schemas
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    text, page = {"type": "string"}, {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT}
+    return [
+        _query("parent", text, "a batch or sequence: list its pieces, in order"),
+        _query("before", text, "a job id: list the jobs older than it"),
+        _query("limit", page, "at most this many"),
+        _query("status", text, "only these statuses, comma-separated"),
+        _query("kind", text, "only jobs of this kind"),
+    ]
 
 
 def _job_id() -> dict[str, Any]:
@@ -159,13 +169,14 @@ def description() -> dict[str, Any]:
         "paths": {
             "/api/jobs": {
                 "get": {
-                    "summary": "Your jobs, newest first (a batch's pieces with ?parent=)",
-                    "parameters": [{"name": "parent", "in": "query", "schema": {"type": "string"}}],
+                    "summary": "Your jobs, newest first, a page at a time",
+                    "parameters": _list_parameters(),
                     "responses": {
                         "200": {
                             "description": "the jobs",
                             "content": {"application/json": {"schema": _ref("JobList")}},
                         },
+                        "400": _error("a bad limit, status, kind or cursor"),
                         "401": unauthorized,
                         "404": not_found,
                     },

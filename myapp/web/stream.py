@@ -151,9 +151,10 @@ class UserStream(ServerSentEventsBlueprint):
                 sent = event.key
             return b"".join(texts), sent, False
         cut, active = event_log.snapshot_cut(self.redis, channel)
-        jobs = snapshot_jobs(user_id, active, job_id)
+        snapshot = snapshot_jobs(user_id, active, job_id)
+        jobs = snapshot["jobs"]
         ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
-        snapshot = str(Message({"jobs": jobs}, type="snapshot", id=cut)).encode()
+        snapshot = str(Message(snapshot, type="snapshot", id=cut)).encode()
         return snapshot, parse_id(cut), ended
 
     def _was_sent_the_end(self, channel, job_id, last_id, missed) -> bool:
@@ -213,8 +214,10 @@ def _wanted(event: Event, job_id: str | None) -> bool:
 
 def snapshot_jobs(
     user_id: int, active: dict[str, dict[str, Any]], job_id: str | None = None
-) -> list[dict[str, Any]]:
-    """The user's recent jobs from the database, overlaid with newer live states.
+) -> dict[str, Any]:
+    """The user's recent jobs from the database, overlaid with newer live states, and
+    ``next_before``: the cursor of ``GET /api/jobs`` for the jobs older than these
+    (null when there are none).
 
     The pieces of a batch or sequence are included while it runs, so a client
     that shows them is right after a reconnect too.
@@ -227,9 +230,14 @@ def snapshot_jobs(
         query = query.where(TrackedJob.parent_id.is_(None))
     rows = list(
         db.session.scalars(
-            query.order_by(TrackedJob.created_at.desc(), TrackedJob.id).limit(SNAPSHOT_LIMIT)
+            query.order_by(TrackedJob.created_at.desc(), TrackedJob.id.desc()).limit(
+                SNAPSHOT_LIMIT + 1
+            )
         )
     )
+    more = len(rows) > SNAPSHOT_LIMIT
+    rows = rows[:SNAPSHOT_LIMIT]
+    next_before = rows[-1].id if more else None
     if job_id is None:
         running = [row for row in rows if row.group_mode and row.status not in TERMINAL]
         rows += [child for row in running for child in row.children]
@@ -237,7 +245,8 @@ def snapshot_jobs(
     for live_id, live in active.items():
         if live_id in jobs and is_older(jobs[live_id], than=live):
             jobs[live_id] = live
-    return sorted(jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
+    ordered = sorted(jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
+    return {"jobs": ordered, "next_before": next_before}
 
 
 sse = UserStream("sse", __name__)
