@@ -169,7 +169,7 @@ def _rebuild_sequence(parent: TrackedJob, stale: datetime) -> None:
         previous = stage.id
 
 
-def _rebuild_one(row: TrackedJob, depends_on: str | None = None) -> bool:
+def _rebuild_one(row: TrackedJob) -> bool:
     """Rebuild one RQ job; False when it failed instead."""
     why = _why_not_rebuilt(row)
     spec = KINDS.get(row.kind)
@@ -188,7 +188,7 @@ def _rebuild_one(row: TrackedJob, depends_on: str | None = None) -> bool:
     lifecycle.row_changed(
         row, retry=retry, status="queued", started_at=None, ended_at=None, error=None, result=None
     )
-    enqueue(row, depends_on=depends_on, attempts_used=1 if ran else 0)
+    enqueue(row, attempts_used=1 if ran else 0)
     return True
 
 
