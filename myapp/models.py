@@ -126,6 +126,9 @@ class TrackedJob(db.Model):
     weight: Mapped[int | None]
     #: A parent's weighted percent; a plain job's comes from done and total.
     progress_percent: Mapped[float | None]
+    #: The RQ queue the job is enqueued on (None: made before this was kept, the
+    #: default queue): only that queue's reaper rebuilds it (:mod:`myapp.worker.reaper`).
+    queue: Mapped[str | None] = mapped_column(String(100))
 
     children: Mapped[list[TrackedJob]] = relationship(
         order_by="TrackedJob.position", passive_deletes=True

@@ -57,7 +57,7 @@ def enqueue_test_job(app, account, func: str, retry=None, timeout=None, **kwargs
         job_id = str(uuid.uuid4())
         db.session.add(
             TrackedJob(id=job_id, user_id=user.id, kind="test", params=kwargs,
-                       status="queued", created_at=now, updated_at=now)
+                       status="queued", created_at=now, updated_at=now, queue=get_queue().name)
         )  # fmt: skip
         db.session.commit()
         get_queue().enqueue_call(

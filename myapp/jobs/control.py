@@ -1,4 +1,4 @@
-"""Job control: cancel, retry, and changes made in rq-dashboard.
+"""Job control: cancel, retry, rebuilding a job Redis lost, and changes made in rq-dashboard.
 
 A cancel request is a Redis key of its own, not part of the job's ``meta``
 (``save_meta`` rewrites the whole dict and would erase it). A queued job is
@@ -9,8 +9,11 @@ it reports nothing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from flask import current_app
+from pydantic import ValidationError
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 
@@ -21,7 +24,7 @@ from myapp.errors import Conflict
 from myapp.jobs import KINDS, limits
 from myapp.jobs.submit import enqueue
 from myapp.keys import cancel_key
-from myapp.models import TrackedJob
+from myapp.models import TrackedJob, Upload
 from myapp.ordering import new_version
 from myapp.pipeline import aggregate, lifecycle
 
@@ -120,6 +123,96 @@ def _requeue(row: TrackedJob, depends_on: str | None = None) -> dict[str, Any]:
         row, version=queued, status="queued", started_at=None, ended_at=None, error=None,
         result=None,
     )  # fmt: skip
+
+
+#: The start of the error of a job Redis lost that cannot run again; the reason follows.
+LOST = "lost: Redis no longer has this job"
+
+
+def rebuild(row: TrackedJob, stale: datetime) -> None:
+    """Put back a job whose RQ copy Redis lost, from its record alone.
+
+    Redis may have restarted empty, or a failover dropped its last writes; the
+    database is the source of truth. A job that never started is queued again.
+    One that had started counts that run as an attempt, as a worker's death
+    does: it runs again (from its checkpoint, :mod:`myapp.steps`) if its kind
+    retries, else it fails. A piece of a sequence puts back its sequence: the
+    current stage as above, the later ones waiting for it again; a batch's
+    pieces come one by one, and only unfinished ones come at all. A job that
+    cannot run again (its kind gone, its params or upload missing) fails and
+    says why. Each takes the version of its ``queued`` before it is enqueued, as
+    :func:`retry` does. A job changed since ``stale`` may still be running (its worker's writes
+    went to the Redis that lost them): it is left for a later call.
+    """
+    parent = db.session.get(TrackedJob, row.parent_id) if row.parent_id else None
+    if parent is not None and parent.group_mode == "sequence":
+        _rebuild_sequence(parent, stale)
+    elif row.updated_at < stale:
+        _rebuild_one(row)
+
+
+def _rebuild_sequence(parent: TrackedJob, stale: datetime) -> None:
+    previous = None
+    for stage in parent.children:
+        if stage.status == "finished":
+            continue
+        if stage.status in job_json.TERMINAL:
+            return  # a stage failed: the later ones were skipped with it
+        if fetch_job(stage.id) is None:
+            if previous is None:  # the current stage
+                if stage.updated_at >= stale or not _rebuild_one(stage):
+                    return
+            else:
+                enqueue(stage, depends_on=previous)  # waiting, as it was: no new state
+        previous = stage.id
+
+
+def _rebuild_one(row: TrackedJob) -> bool:
+    """Rebuild one RQ job; False when it failed instead."""
+    why = _why_not_rebuilt(row)
+    spec = KINDS.get(row.kind)
+    ran = row.status != "queued"
+    if why is None and ran and spec.retry is None:
+        why = f"it was running, and {row.kind} jobs are not retried"
+    if why is not None:
+        current_app.logger.warning("job %s: Redis lost it; %s", row.id, why)
+        lifecycle.row_changed(
+            row, status="failed", ended_at=job_json.utcnow(), error=f"{LOST}; {why}"
+        )
+        return False
+    current_app.logger.warning("job %s: Redis lost it; rebuilt from its record", row.id)
+    retry = {"attempt": 2, "of": 1 + spec.retry.max, "at": None} if ran else None
+    limits.readmit(row.user_id, row.id)
+    queued = new_version(get_redis(), row.id, after=row.version)  # as _requeue does
+    enqueue(row, version=queued, attempts_used=1 if ran else 0)
+    lifecycle.row_changed(
+        row, version=queued, retry=retry, status="queued", started_at=None, ended_at=None,
+        error=None, result=None,
+    )  # fmt: skip
+    return True
+
+
+def _why_not_rebuilt(row: TrackedJob) -> str | None:
+    spec = KINDS.get(row.kind)
+    if spec is None or spec.func is None:
+        return f"jobs of kind {row.kind!r} can no longer be run"
+    if not isinstance(row.params, dict):
+        return "its parameters are missing"
+    if spec.upload is not None:
+        upload = db.session.get(Upload, row.params.get("upload") or "")
+        if upload is None or upload.user_id != row.user_id:
+            return "its upload is gone"
+    elif not _params_fit(spec, row.params):
+        return f"its parameters no longer fit jobs of kind {row.kind!r}"
+    return None
+
+
+def _params_fit(spec, params: dict[str, Any]) -> bool:
+    try:
+        spec.params.model_validate(params)
+    except ValidationError:
+        return False
+    return True
 
 
 def _children(row: TrackedJob, wanted) -> list[TrackedJob]:

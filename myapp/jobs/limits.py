@@ -69,6 +69,17 @@ def release(user_id: int, job_id: str) -> None:
     get_redis().srem(admitted_key(channel_for(user_id)), job_id)
 
 
+def readmit(user_id: int, job_id: str) -> None:
+    """Count a job rebuilt after Redis lost it (:func:`myapp.jobs.control.rebuild`)
+    among the user's active jobs again, past the limit if need be: it was admitted
+    once, and its end gives the place back."""
+    key = admitted_key(channel_for(user_id))
+    with get_redis().pipeline() as pipe:
+        pipe.sadd(key, job_id)
+        pipe.expire(key, 604800)  # as _ADMIT keeps it
+        pipe.execute()
+
+
 def precheck(user_id: int, uploading: bool) -> None:
     """Refuse a user who could not start a job anyway, before the request's body is
     read: parsing and validating an import of 40 MB takes a web process for seconds.

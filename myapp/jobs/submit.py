@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import current_app
 from pydantic import ValidationError
+from rq import Retry
 from rq.rate_limit import RateLimit
 
 from myapp import job_json
@@ -75,6 +76,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         upload = uploads.new(user.id, job_id, data)
         kept = {name: value for name, value in params.items() if name != spec.upload}
         params = {**kept, "upload": upload.id}
+    queue = current_app.config["RQ_QUEUE"]
     row = TrackedJob(
         id=job_id,
         user_id=user.id,
@@ -85,6 +87,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         created_at=now,
         updated_at=now,
         group_mode=spec.mode,
+        queue=queue,
     )
     pieces = spec.pieces(params) if spec.pieces else []
     if pieces:  # a parent's bar starts at 0 of its pieces, not "unknown"
@@ -103,6 +106,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
             position=position,
             name=piece.name,
             weight=piece.weight,
+            queue=queue,
         )
         for position, piece in enumerate(pieces)
     ]
@@ -146,15 +150,26 @@ def _enqueue_pieces(children: list[TrackedJob], sequence: bool) -> None:
         previous = child.id
 
 
-def enqueue(row: TrackedJob, depends_on: str | None = None, version: int | None = None) -> None:
+def enqueue(
+    row: TrackedJob,
+    depends_on: str | None = None,
+    version: int | None = None,
+    attempts_used: int = 0,
+) -> None:
     """Put the row's job on the queue (again, for a retry), under its own id, with
     the version of its ``queued`` state (the row's, unless given).
 
     At most ``MAX_RUNNING_JOBS_PER_USER`` of a user's jobs run at once (RQ's rate
     limit holds the others back), so one user cannot take every worker. A piece
-    of a sequence waits for the stage before it (``depends_on``).
+    of a sequence waits for the stage before it (``depends_on``). A job rebuilt
+    after Redis lost it while it ran has ``attempts_used`` of its kind's attempts
+    spent already (:func:`myapp.jobs.control.rebuild`); the caller checked one is left.
     """
     spec = KINDS[row.kind]
+    retry = spec.retry
+    if retry is not None and attempts_used:
+        # RQ picks the next interval by the retries left, so the wait is the same.
+        retry = Retry(max=retry.max - attempts_used, interval=retry.intervals)
     concurrency = current_app.config["MAX_RUNNING_JOBS_PER_USER"]
     meta = {
         "user_id": row.user_id,
@@ -170,7 +185,7 @@ def enqueue(row: TrackedJob, depends_on: str | None = None, version: int | None 
         kwargs=row.params,
         job_id=row.id,
         timeout=spec.timeout,
-        retry=spec.retry,
+        retry=retry,
         description=f"{row.kind} {row.id}",
         meta=meta,
         depends_on=depends_on,

@@ -52,8 +52,14 @@ def job_changed(
     logs.job_changed(data, job.meta["user_id"])
 
 
-def row_changed(row: TrackedJob, version: int | None = None, **changes: Any) -> dict[str, Any]:
-    """The web changed a job (canceled before it ran, retried): record and tell.
+def row_changed(
+    row: TrackedJob,
+    version: int | None = None,
+    retry: dict[str, Any] | None = None,
+    **changes: Any,
+) -> dict[str, Any]:
+    """The web changed a job (canceled before it ran, retried), or the reaper rebuilt
+    it: record and tell. ``retry`` says which attempt comes next, as from a worker.
 
     The state takes a new version, or ``version`` when the caller took it already
     (a retry does, before it enqueues: see :func:`myapp.jobs.control.retry`).
@@ -62,6 +68,8 @@ def row_changed(row: TrackedJob, version: int | None = None, **changes: Any) -> 
         setattr(row, name, value)
     row.version = version or new_version(get_redis(), row.id, after=row.version)
     row.updated_at = job_json.utcnow()
+    if retry is not None:  # no column holds it: the state the record keeps does
+        row.state = {**row.to_dict(), "retry": retry}
     db.session.commit()
     data = row.to_dict()
     publish(row.user_id, data)

@@ -13,8 +13,13 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def index():
     user = current_user if current_user.is_authenticated else None
-    names = {kind: spec.title or kind for kind, spec in KINDS.items()}
-    return render_template("index.html", user=user, error=None, kind_names=names)
+    return render_template("index.html", user=user, error=None)
+
+
+@bp.app_context_processor
+def kind_names():
+    """What the page calls each kind, for every template that shows jobs."""
+    return {"kind_names": {kind: spec.title or kind for kind, spec in KINDS.items()}}
 
 
 @bp.get("/favicon.ico")

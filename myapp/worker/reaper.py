@@ -9,9 +9,15 @@ What RQ holds after the kill, and what resolves it:
   kind allows, else fails it, and the record says ``worker died``.
 - **ended in RQ, not yet recorded** (killed between RQ's write and ours): the record
   takes RQ's end, with the result.
-- **lost by Redis** (restarted empty): the record fails, ``lost``.
+- **lost by Redis** (restarted empty, or a failover dropped its last writes): the
+  job is rebuilt from its record (:func:`myapp.jobs.control.rebuild`), or fails
+  saying why it cannot be.
 
 Every worker calls :func:`reap` often; a lock lets one of them work per interval.
+A reaper looks only at the records of its own queue (``TrackedJob.queue``; a record
+without one is the default queue's): the workers of another queue, perhaps on
+another Redis, resolve theirs, and a job missing from this Redis may well be in
+that one. So deployments that share a database give their queues names of their own.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from flask import current_app
 from redis import Redis
 from rq.executions import ExecutionRegistry
 from rq.queue import Queue
+from sqlalchemy import or_
 
 from myapp import clock, job_json
+from myapp.config import DEFAULTS
 from myapp.connections import fetch_job
 from myapp.db import db
 from myapp.jobs import control
@@ -34,8 +42,6 @@ from myapp.worker import retention
 
 #: The error of a job whose worker was killed under it.
 WORKER_DIED = "worker died"
-#: The error of a job whose Redis record vanished (Redis restarted without it).
-LOST = "lost: Redis no longer has this job"
 #: Records checked against RQ at most, per reaping.
 RECONCILE_BATCH = 100
 #: An interval's worth of quiet, times this, and a worker is taken for dead.
@@ -80,14 +86,19 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
     if expired:
         registry.cleanup(now)
     stale = job_json.utcnow() - timedelta(seconds=quiet)
+    own = TrackedJob.queue == queue.name
+    if queue.name == DEFAULTS["RQ_QUEUE"]:
+        own = or_(own, TrackedJob.queue.is_(None))
     rows = db.session.scalars(
         db.select(TrackedJob.id)
-        .where(TrackedJob.status.in_(("queued", "started")), TrackedJob.updated_at < stale)
+        .where(TrackedJob.status.in_(("queued", "started", "scheduled")))
+        .where(TrackedJob.updated_at < stale, own)
         .where(TrackedJob.group_mode.is_(None))  # a parent follows its pieces
+        .order_by(TrackedJob.created_at)  # rebuilt, they queue up in their first order
         .limit(RECONCILE_BATCH)
     )
-    for job_id in {*expired, *rows}:
-        _resolve(job_id, quiet)
+    for job_id in dict.fromkeys([*rows, *expired]):
+        _resolve(job_id, quiet, stale)
     if force:  # RQ's maintenance, between jobs: not while a job's horse is watched
         retention.purge(queue)
 
@@ -132,19 +143,19 @@ def put_back_taken(queue: Queue, quiet: float) -> list[str]:
     return put_back
 
 
-def _resolve(job_id: str, quiet: float) -> None:
-    """A job's worker may have died: make its record say what RQ says."""
+def _resolve(job_id: str, quiet: float, stale: datetime) -> None:
+    """A job's worker may have died, or Redis lost the job: make its record say what
+    RQ says, or put the job back in RQ from its record."""
     row = db.session.get(TrackedJob, job_id)
     if row is None or row.status in job_json.TERMINAL:
         return
     job = fetch_job(job_id)
     if job is None:
-        current_app.logger.warning("job %s: Redis lost it", job_id)
-        lifecycle.row_changed(row, status="failed", ended_at=job_json.utcnow(), error=LOST)
+        control.rebuild(row, stale)
         return
     status = job.get_status().value
-    if status == row.status:
-        return
+    if status == row.status or (row.status, status) == ("scheduled", "queued"):
+        return  # RQ's scheduler enqueues a retry that waited without saying so
     if status in ("failed", "queued", "scheduled"):
         current_app.logger.warning("job %s: its worker died; now %s", job_id, status)
         lifecycle.job_changed(job, status, error=WORKER_DIED, retry=control.retry_info(job))
