@@ -32,7 +32,9 @@ def ready(base: str) -> bool:
 def test_jobs_streams_and_readiness_ride_out_failovers(service_env, make_app, tmp_path):
     sentinels = Sentinels(tmp_path).start()
     env = {name: value for name, value in service_env.items() if name != "REDIS_URL"}
-    rig = Rig({**env, **sentinels.env, "RQ_QUEUE": "default"})
+    # A running job's heartbeat lasts half of WORKER_DEATH_SECONDS: at the tests' 6 s, a
+    # failover's few seconds let RQ take a live job for dead (its finish wins, by version).
+    rig = Rig({**env, **sentinels.env, "RQ_QUEUE": "default", "WORKER_DEATH_SECONDS": "20"})
     watcher = watch = None
     watched = tmp_path / "watch.out"
     try:
@@ -91,6 +93,9 @@ def test_jobs_streams_and_readiness_ride_out_failovers(service_env, make_app, tm
         assert {row.status for row in records(app, jobs).values()} == {"finished"}
         assert len(records(app, jobs)) == len(jobs)
         wait_until(lambda: all(watcher.latest()[j]["status"] == "finished" for j in jobs), 30)
+        # No job was ever taken for dead (or lost) on the way.
+        told = [e.json() for e in watcher.events if e.type == "job"]
+        assert not [job for job in told if job["status"] == "failed"]
         # Every failover ended the stream; it resumed from a snapshot each time.
         assert watcher.opened >= 1 + FAILOVERS
         assert len(watcher.snapshots()) >= 1 + FAILOVERS
