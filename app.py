@@ -40,8 +40,14 @@ def _venv_python(extra: str | None) -> Path:
 
 
 #: Debian packages the tests drive, by the command each brings: the page tests
-#: drive chromium; the stream is checked with node's npm ``eventsource`` client.
-TEST_PACKAGES = {"chromium": "chromium", "node": "nodejs", "npm": "npm"}
+#: drive chromium; the stream is checked with node's npm ``eventsource`` client; the
+#: failover tests run Redis primaries, replicas and Sentinels (``redis-server``).
+TEST_PACKAGES = {
+    "chromium": "chromium",
+    "node": "nodejs",
+    "npm": "npm",
+    "redis-server": "redis-server",
+}
 
 
 def _ensure_test_packages() -> None:

@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from myapp import cli, clock, connections, db, errors, logs
-    from myapp.config import check_secret_key, from_environment
+    from myapp.config import check_redis, check_secret_key, from_environment
     from myapp.web import (
         api,
         auth,
@@ -58,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     check_secret_key(app.config)
+    check_redis(app.config)
     if app.config["PROXY_COUNT"] > 0:
         hops = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

@@ -13,6 +13,10 @@ from typing import Any
 DEFAULTS: dict[str, object] = {
     "SECRET_KEY": None,
     "REDIS_URL": None,
+    #: ``host:port,host:port,...``: find the Redis primary through these Sentinels
+    #: (with ``REDIS_SENTINEL_MASTER``, the name they monitor it by), not ``REDIS_URL``.
+    "REDIS_SENTINELS": "",
+    "REDIS_SENTINEL_MASTER": "",
     "DATABASE_URL": None,
     "REDIS_MAX_CONNECTIONS": 5,
     "RQ_QUEUE": "default",
@@ -51,7 +55,8 @@ def from_environment(instance_path: str) -> dict[str, object]:
     """Read the configuration from the environment.
 
     ``REDIS_URL`` defaults to the embedded Redis socket that ``python3 app.py``
-    starts; ``DATABASE_URL`` to a SQLite file in the instance folder.
+    starts (unless ``REDIS_SENTINELS`` is set); ``DATABASE_URL`` to a SQLite file
+    in the instance folder.
     ``SECRET_KEY`` defaults to a random key kept in the instance folder, so a
     local run keeps its sessions across restarts and nothing secret is in the repo.
     """
@@ -70,7 +75,7 @@ def from_environment(instance_path: str) -> dict[str, object]:
                 raise RuntimeError(f"{name} must be a number, not {value!r}") from None
         else:
             config[name] = value
-    if config["REDIS_URL"] is None:
+    if config["REDIS_URL"] is None and not config["REDIS_SENTINELS"]:
         config["REDIS_URL"] = f"unix://{instance / 'redis.sock'}"
     if config["DATABASE_URL"] is None:
         config["DATABASE_URL"] = f"sqlite:///{instance / 'myapp.db'}"
@@ -88,6 +93,37 @@ def check_secret_key(config: Mapping[str, Any]) -> None:
             f"SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} bytes; make one with"
             " python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
+
+
+def check_redis(config: Mapping[str, Any]) -> None:
+    """Refuse to start with a Redis setting that cannot be meant: Sentinels without the
+    name of their primary (or the other way round), bad addresses, or both ways at once."""
+    sentinels, master = config.get("REDIS_SENTINELS"), config.get("REDIS_SENTINEL_MASTER")
+    if bool(sentinels) != bool(master):
+        raise RuntimeError(
+            "REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both (the"
+            " Sentinels' addresses and the name they monitor the primary by) or neither"
+        )
+    if sentinels:
+        parse_sentinels(str(sentinels))
+        if config.get("REDIS_URL"):
+            raise RuntimeError("set REDIS_URL or REDIS_SENTINELS, not both")
+    elif not config.get("REDIS_URL"):
+        raise RuntimeError("set REDIS_URL, or REDIS_SENTINELS and REDIS_SENTINEL_MASTER")
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` as redis-py's Sentinel takes it; a clear error for
+    anything else, at startup rather than at the first failover."""
+    sentinels = []
+    for part in value.split(","):
+        host, colon, port = part.strip().rpartition(":")
+        if not colon or not host or not port:
+            raise RuntimeError(f"REDIS_SENTINELS: {part.strip()!r} is not host:port")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise RuntimeError(f"REDIS_SENTINELS: the port of {part.strip()!r} is not a port")
+        sentinels.append((host.strip("[]"), int(port)))
+    return sentinels
 
 
 def private_instance(instance: Path) -> None:

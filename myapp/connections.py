@@ -1,32 +1,110 @@
-"""The shared Redis client and the RQ queue, one of each per app, and RQ's copy of a job."""
+"""The shared Redis client and the RQ queue, one of each per app, and RQ's copy of a job.
+
+The client comes from ``REDIS_URL``, or from Redis Sentinel (``REDIS_SENTINELS``), in
+which case it follows the primary through a failover (docs/scaling.md).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+from typing import Any
+
 from flask import Flask, current_app
 from redis import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from myapp import clock
+from myapp.config import parse_sentinels
 
 _KEY = "myapp.redis"
+#: Seconds a command keeps retrying while Sentinel promotes a replica (found down
+#: after about a second, promoted a few seconds later), before it fails.
+FAILOVER_SECONDS = 15.0
+#: Seconds to wait for one Sentinel's answer, or for a connection to be made.
+SENTINEL_TIMEOUT = 0.5
+CONNECT_TIMEOUT = 2.0
+#: What a command meets while the primary is gone or has just been demoted.
+FAILOVER_ERRORS = (ConnectionError, TimeoutError, ReadOnlyError)
 
 
 def init_app(app: Flask) -> None:
-    """One pool per process, of at most ``REDIS_MAX_CONNECTIONS``: a burst of requests
-    (a thousand browsers reconnecting at once) waits its turn for a connection
-    instead of failing, and Redis sees a few clients per process, not one per request."""
-    pool = BlockingConnectionPool.from_url(
-        app.config["REDIS_URL"],
-        max_connections=app.config["REDIS_MAX_CONNECTIONS"],
-        timeout=10,
-        health_check_interval=30,
-    )
-    app.extensions[_KEY] = Redis(connection_pool=pool)
+    app.extensions[_KEY] = connect(app.config)
     # The times this process writes are on Redis's clock (myapp.clock).
     app.before_request(lambda: clock.maybe_sync(get_redis()))
+
+
+def connect(config: Mapping[str, Any]) -> Redis:
+    """The one way a client is built, for the app and for code outside it.
+
+    One pool per process, of at most ``REDIS_MAX_CONNECTIONS``: a burst of requests
+    (a thousand browsers reconnecting at once) waits its turn for a connection
+    instead of failing, and Redis sees a few clients per process, not one per request.
+    With ``REDIS_SENTINELS`` the pool asks the Sentinels for the primary at each new
+    connection, and commands ride out a failover (:class:`UntilDeadline`).
+    """
+    pooling = {
+        "max_connections": config["REDIS_MAX_CONNECTIONS"],
+        "timeout": 10,
+        "health_check_interval": 30,
+    }
+    if not config.get("REDIS_SENTINELS"):
+        pool = BlockingConnectionPool.from_url(config["REDIS_URL"], **pooling)
+        return Redis(connection_pool=pool)
+    sentinel = Sentinel(
+        parse_sentinels(config["REDIS_SENTINELS"]),
+        socket_timeout=SENTINEL_TIMEOUT,
+        socket_connect_timeout=SENTINEL_TIMEOUT,
+    )
+    return sentinel.master_for(
+        config["REDIS_SENTINEL_MASTER"],
+        connection_pool_class=BlockingSentinelPool,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        retry=UntilDeadline(FAILOVER_SECONDS),
+        retry_on_error=list(FAILOVER_ERRORS),
+        **pooling,
+    )
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool with the blocking pool's bound: at most
+    ``max_connections``, and a caller past it waits its turn."""
+
+
+class UntilDeadline(Retry):
+    """redis-py's ``Retry``, bounded by time instead of by count: a connection's own
+    retries run inside a command's, so counts would multiply (15 s inside 15 s)."""
+
+    def __init__(self, seconds: float):
+        # The count is only for redis-py's bookkeeping; the deadline stops it.
+        super().__init__(ExponentialBackoff(cap=1.0, base=0.05), 1000, FAILOVER_ERRORS)
+        self.seconds = seconds
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+        deadline = time.monotonic() + self.seconds
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                pause = self._backoff.compute(failures)
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
 
 
 def get_redis() -> Redis:

@@ -78,7 +78,7 @@ def private_files() -> None:
 def main() -> None:
     private_files()
     children: list[subprocess.Popen] = []
-    if not os.environ.get("REDIS_URL"):
+    if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_SENTINELS"):
         redis_server, os.environ["REDIS_URL"] = start_embedded_redis()
         children.append(redis_server)
     first_admin()

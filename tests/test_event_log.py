@@ -110,3 +110,35 @@ def test_the_published_name_holds_the_database_number_however_it_is_given():
 
     assert name("unix:///run/redis.sock") == name("redis://127.0.0.1:6379/0") == "0/myapp:user:1"
     assert name("unix:///run/redis.sock?db=3") == name("redis://127.0.0.1:6379/3")
+
+
+def test_after_a_gap_ids_from_before_it_get_a_snapshot(redis, channel):
+    """A failover may lose the old primary's last entries: an id from before the
+    subscription came back is not replayed (a hole would pass unseen), later ones are."""
+    from myapp.keys import GAP
+
+    before = [
+        event_log.append(redis, channel, job("a", "started", n), 60).decode() for n in range(3)
+    ]
+    try:
+        gap = event_log.mark_gap(redis, newest_ms=0)
+        assert gap >= parse_id(before[-1])[0]
+        assert event_log.replay(redis, channel, before[0]) is None
+        assert event_log.replay(redis, channel, before[-1]) is None
+        while (
+            parse_id(
+                after := event_log.append(redis, channel, job("a", "started", 3), 60).decode()
+            )[0]
+            <= gap
+        ):
+            pass  # the same millisecond as the gap: from before it, for all it can tell
+        last = event_log.append(redis, channel, job("a", "finished", 4), 60).decode()
+        assert [e.id for e in event_log.replay(redis, channel, after)] == [last]
+        # The newest event seen counts when later than Redis's clock; a gap never moves back.
+        assert event_log.mark_gap(redis, newest_ms=gap + 60_000) == gap + 60_000
+        assert int(redis.get(GAP)) == gap + 60_000
+        event_log.mark_gap(redis, newest_ms=0)
+        assert int(redis.get(GAP)) == gap + 60_000
+        assert event_log.replay(redis, channel, last) is None
+    finally:
+        redis.delete(GAP)

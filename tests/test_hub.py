@@ -2,14 +2,18 @@
 
 import socket
 import time
+import uuid
 from urllib.parse import urlparse
 
+import pytest
 from redis import Redis
 
-from myapp.keys import COUNTERS, channel_for, log_key
+from myapp.connections import FAILOVER_ERRORS, UntilDeadline
+from myapp.keys import COUNTERS, GAP, channel_for, log_key
 from myapp.pipeline import event_log
 from myapp.web.hub import Hub
 from myapp.web.subscriber import CLOSE
+from myapp.wire import parse_id
 from tests.records import user_id
 from tests.slow_link import slow_link
 from tests.sse_client import Stream, snapshot_sent
@@ -140,3 +144,32 @@ def test_events_that_arrive_together_leave_in_one_write(app, server, redis_url, 
     numbers = [int(line.split()[-1]) for line in sent.splitlines() if b"burst" in line]
     assert numbers == list(range(50))
     assert len([c for c in chunks if b"burst" in c]) < 10  # not one write per event
+
+
+@pytest.mark.parametrize("retried", [False, True], ids=["by-the-hub", "by-redis-py"])
+def test_a_lost_subscription_ends_the_streams_and_distrusts_the_logs(redis_url, retried, caplog):
+    """Connection lost and made again (by the hub, or by redis-py itself when it
+    retries, as with Sentinel): events of the gap never arrived, so every stream ends
+    (to reconnect), and ids from before the loss get a snapshot, not a replay."""
+    name = f"hub-{uuid.uuid4().hex[:8]}"
+    redis = Redis.from_url(redis_url)
+    retry = {"retry": UntilDeadline(5), "retry_on_error": list(FAILOVER_ERRORS)} if retried else {}
+    hub = Hub(Redis.from_url(redis_url, client_name=name, **retry), channel_for("*"), 100)
+    try:
+        subscriber = hub.subscribe(channel_for("gap"), sock=None)
+        seen = event_log.append(redis, subscriber.channel, {"data": "before"}, 60).decode()
+        assert subscriber.queue.get(timeout=10).id == seen
+        (ours,) = [c for c in redis.client_list() if c["name"] == name and int(c["psub"])]
+        redis.client_kill_filter(_id=ours["id"])
+        assert subscriber.queue.get(timeout=10) is CLOSE
+        # A stream opened now waits for the new subscription, made once the gap is marked.
+        again = hub.subscribe(channel_for("gap"), sock=None)
+        assert event_log.replay(redis, again.channel, seen) is None
+        later = event_log.append(redis, again.channel, {"data": "after"}, 60).decode()
+        assert again.queue.get(timeout=10).id == later
+        assert int(redis.get(GAP)) >= parse_id(seen)[0]
+        # Which of the two ways it came back.
+        assert ("event subscription lost" in caplog.text) is not retried
+    finally:
+        hub.close()
+        redis.delete(GAP)

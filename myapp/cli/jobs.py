@@ -8,11 +8,14 @@ channels as the web processes.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from redis import Redis
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
@@ -26,6 +29,9 @@ from myapp.keys import channel_for, published_on
 from myapp.models import TrackedJob, User
 from myapp.ordering import is_older
 from myapp.wire import next_message, published
+
+#: Seconds before following again after the subscription was lost.
+RESUBSCRIBE_SECONDS = 1.0
 
 cli = AppGroup("jobs", help="List, watch, cancel and retry jobs.")
 
@@ -104,27 +110,9 @@ def watch(job_id: str | None, user_name: str | None) -> None:
     """
     row = _job(job_id) if job_id else None
     user = _user(user_name)
-    redis = get_redis()
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    if row is not None or user is not None:
-        pubsub.subscribe(published_on(redis, channel_for(row.user_id if row else user.id)))
-    else:
-        pubsub.psubscribe(published_on(redis, channel_for("*")))
-    # Subscribed first, then the current state: nothing falls in between.
     bars = _Bars()
     with bars.progress:
-        for job in _current(row, user):
-            bars.show(job)
-        while row is None or bars.status(row.id) not in TERMINAL:
-            message = next_message(pubsub, wait=1.0)
-            if message is None or message["type"] not in ("message", "pmessage"):
-                continue
-            job = published(message["data"]).job
-            if job is None or job.get("parent") is not None:
-                continue  # not a job's state, or a piece of a batch: its parent's bar shows it
-            if row is None or job["id"] == row.id:
-                bars.show(job)
-    pubsub.close()
+        _follow(get_redis(), row, user, bars)
     if row is not None:
         status = bars.status(row.id)
         click.echo(
@@ -132,6 +120,43 @@ def watch(job_id: str | None, user_name: str | None) -> None:
             + (f" ({bars.jobs[row.id]['error']})" if status == "failed" else "")
         )
         sys.exit(0 if status == "finished" else 1)
+
+
+def _follow(redis: Redis, row: TrackedJob | None, user: User | None, bars: _Bars) -> None:
+    """Show the jobs' events until ``row`` ends (or for good).
+
+    On each subscription, first or again after a lost one (a Redis failover, which
+    redis-py may ride out by itself), the current state is read from the database:
+    subscribed first, then the state, so nothing falls in between, and nothing
+    published while the subscription was down is missed for good.
+    """
+    while row is None or bars.status(row.id) not in TERMINAL:
+        pubsub = redis.pubsub()
+        try:
+            if row is not None or user is not None:
+                pubsub.subscribe(published_on(redis, channel_for(row.user_id if row else user.id)))
+            else:
+                pubsub.psubscribe(published_on(redis, channel_for("*")))
+            while row is None or bars.status(row.id) not in TERMINAL:
+                message = next_message(pubsub, wait=1.0)
+                if message is None:
+                    continue
+                if message["type"] in ("subscribe", "psubscribe"):
+                    for job in _current(row, user):
+                        bars.show(job)
+                    continue
+                if message["type"] not in ("message", "pmessage"):
+                    continue
+                job = published(message["data"]).job
+                if job is None or job.get("parent") is not None:
+                    continue  # not a job's state, or a piece of a batch: its parent's bar shows it
+                if row is None or job["id"] == row.id:
+                    bars.show(job)
+        except RedisError as exc:
+            bars.progress.console.print(f"lost Redis ({exc}); following again")
+            time.sleep(RESUBSCRIBE_SECONDS)
+        finally:
+            pubsub.close()
 
 
 def _current(row: TrackedJob | None, user: User | None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from myapp.job_json import TERMINAL
-from myapp.keys import COUNTERS, active_key, admitted_key, log_key, published_on, sent_key
+from myapp.keys import COUNTERS, GAP, active_key, admitted_key, log_key, published_on, sent_key
 from myapp.ordering import version_of
 from myapp.wire import Event, decode, encode, parse_id
 
@@ -71,14 +71,18 @@ def append(
 
 def replay(redis: Redis, channel: str, last_id: str) -> list[Event] | None:
     """The events after ``last_id``, or None when some of them are no longer kept,
-    or when ``last_id`` is newer than any event (not an id this log gave out)."""
+    when ``last_id`` is newer than any event (not an id this log gave out), or when
+    it is from before a gap (:func:`mark_gap`)."""
     after = parse_id(last_id)
     if after is None:
         return None
     with redis.pipeline(transaction=False) as pipe:
         pipe.xrange(log_key(channel), count=1)
         pipe.xrevrange(log_key(channel), count=1)
-        first, last = pipe.execute()
+        pipe.get(GAP)
+        first, last, gap = pipe.execute()
+    if gap is not None and after[0] <= int(gap):
+        return None  # the log may have lost entries after it: see mark_gap
     if not first or parse_id(first[0][0]) > after or parse_id(last[0][0]) < after:
         # Either everything expired or the log was trimmed past the client's
         # position (or Redis lost it), or the id is from the future: only a
@@ -86,6 +90,29 @@ def replay(redis: Redis, channel: str, last_id: str) -> list[Event] | None:
         return None
     entries = redis.xrange(log_key(channel), min=f"({after[0]}-{after[1]}")
     return [Event.from_log(event_id, fields[b"m"]) for event_id, fields in entries]
+
+
+_MARK_GAP = """
+local now = redis.call('TIME')
+local gap = math.max(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000),
+                     tonumber(ARGV[1]))
+if gap > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], string.format('%d', gap), 'EX', ARGV[2])
+end
+return gap
+"""
+#: Seconds a gap is remembered: longer than any log keeps its entries.
+GAP_SECONDS = 86400
+
+
+def mark_gap(redis: Redis, newest_ms: int) -> int:
+    """Distrust every log up to now (or ``newest_ms``, the newest event seen, if later).
+
+    Called when the event subscription comes back after a loss: a failover may have
+    lost the old primary's last entries, logs and active jobs alike, so a client
+    whose ``Last-Event-ID`` is from before it gets a snapshot (built from the
+    database) rather than a replay with a hole in it."""
+    return redis.eval(_MARK_GAP, 1, GAP, newest_ms, GAP_SECONDS)
 
 
 def snapshot_cut(redis: Redis, channel: str) -> tuple[str, dict[str, dict[str, Any]]]:

@@ -26,6 +26,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from myapp.keys import published_on
+from myapp.pipeline import event_log
 from myapp.web.metrics import WebFigures
 from myapp.web.subscriber import Batch, Subscriber
 from myapp.wire import Event, next_message, published
@@ -65,6 +66,10 @@ class Hub:
         self._ready = threading.Event()
         self._pid: int | None = None
         self._closed = threading.Event()
+        #: The subscription was lost since it was last made: events may be missing.
+        self._lost = False
+        #: The millisecond of the newest event handed out (see :meth:`_resubscribed`).
+        self.newest_ms = 0
 
     def subscribe(
         self,
@@ -127,6 +132,7 @@ class Hub:
             except (RedisError, OSError) as exc:
                 if not self._closed.is_set():
                     log.warning("event subscription lost (%s); reconnecting", exc)
+            self._lost = True
             self._ready.clear()
             self.end_streams()
             if self._closed.wait(0.5):
@@ -163,11 +169,24 @@ class Hub:
                 while len(messages) < READ_MOST and (more := next_message(pubsub, wait=0)):
                     messages.append(more)
                 if any(m and m["type"] == "psubscribe" for m in messages):
+                    if self._lost or self._ready.is_set():
+                        # Subscribed again: by this loop, or by redis-py on its own
+                        # after a reconnect (to a new primary, through Sentinel).
+                        self._resubscribed()
                     self._ready.set()
                 arrived = [m for m in messages if m and m["type"] == "pmessage"]
                 self._dispatch([(m["channel"][prefix:], m["data"]) for m in arrived])
         finally:
             pubsub.close()
+
+    def _resubscribed(self) -> None:
+        """Back after a loss: what was published meanwhile never arrived, and the log
+        may have lost its last entries (a failover). Distrust the logs up to now, then
+        end every stream: each reconnects and gets a snapshot."""
+        event_log.mark_gap(self.redis, self.newest_ms)
+        self._lost = False
+        log.warning("event subscription made again; streams get a snapshot")
+        self.end_streams()
 
     def _dispatch(self, messages: list[tuple[bytes, bytes]]) -> None:
         """Hand each channel's new events to its local streams, as one batch."""
@@ -178,6 +197,7 @@ class Hub:
                 batches.setdefault(name, []).append(published(payload))
         for channel, events in batches.items():
             local = list(self.subscribers.get(channel, ()))
+            self.newest_ms = max(self.newest_ms, events[-1].key[0])
             batch = Batch(events)
             direct = sum(subscriber.offer(batch) for subscriber in local)
             self.delivered += len(local) * len(events)

@@ -42,7 +42,7 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 from rq_dashboard.web import setup_rq_connection
 
-from myapp.connections import fetch_job, get_queue
+from myapp.connections import fetch_job, get_queue, get_redis
 from myapp.errors import Forbidden, NotFound, Unauthenticated, WrongMethod, wants_json
 from myapp.jobs import control
 
@@ -80,9 +80,21 @@ rq_dashboard.web.requeue_job = functools.partial(requeue_job, serializer=JSONSer
 
 
 def init_app(app: Flask) -> None:
-    app.config["RQ_DASHBOARD_REDIS_URL"] = app.config["REDIS_URL"]
+    # What it lists as its instance; the client it uses is ours (_our_connection).
+    # Our names are its old ones: set its new ones, or it warns that ours are deprecated.
+    app.config["RQ_DASHBOARD_REDIS_URL"] = app.config["REDIS_URL"] or (
+        f"redis+sentinel://{app.config['REDIS_SENTINELS']}/{app.config['REDIS_SENTINEL_MASTER']}"
+    )
+    app.config["RQ_DASHBOARD_REDIS_SENTINELS"] = app.config["REDIS_SENTINELS"]
     setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
+
+
+@rq_dashboard.blueprint.before_request
+def _our_connection():
+    """Last of the blueprint's hooks: rq-dashboard's own makes a client from the URL
+    on every request; ours follows the primary through a failover and has the pool."""
+    current_app.redis_conn = get_redis()
 
 
 def _admins_only():

@@ -22,7 +22,7 @@ import signal
 import time
 
 from flask import Flask, current_app
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import InvalidJobOperation
 from rq.serializers import JSONSerializer
@@ -225,7 +225,7 @@ def run_worker(
             )
             try:
                 worked = worker.work(burst=burst, with_scheduler=True)
-            except RedisConnectionError as exc:
+            except RedisError as exc:  # lost, or read-only: a failover's replica
                 current_app.logger.warning("worker lost Redis (%s); starting again", exc)
             else:
                 if burst or worker.stopping:
