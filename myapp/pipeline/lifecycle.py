@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from myapp import job_json, logs
 from myapp.connections import drop_job, get_queue, get_redis
-from myapp.db import db
+from myapp.db import db, ride_out
 from myapp.keys import channel_for
 from myapp.models import TrackedJob
 from myapp.ordering import is_older, new_version
@@ -96,7 +96,12 @@ def emit(
 
 def record(data: dict[str, Any]) -> None:
     """Write the job's state in a session of its own: a job body's uncommitted work
-    (see :mod:`myapp.steps`) must not be committed along with it."""
+    (see :mod:`myapp.steps`) must not be committed along with it. A database out of
+    reach for a while delays the write (:func:`myapp.db.ride_out`), rather than lose it."""
+    ride_out(lambda: _record(data), f"record of job {data['id']}")
+
+
+def _record(data: dict[str, Any]) -> None:
     with Session(db.engine) as session:
         row = session.get(TrackedJob, data["id"])
         if row is None:
