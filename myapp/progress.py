@@ -44,14 +44,8 @@ _reporters: dict[str, _Reporter] = {}
 _interrupted = False
 #: The execution (``<job>:<id>``) this work horse runs, "" outside one.
 _execution = ""
-#: What asking Redis tells a running job (:data:`_ASK`).
+#: What asking Redis tells a running job (:meth:`_Reporter._ask`).
 GO_ON, CANCELED, SUPERSEDED = 0, 1, 2
-# KEYS: the job's cancel key, its started registry. ARGV: this run's execution.
-_ASK = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if ARGV[1] ~= '' and not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
-return 0
-"""
 
 
 def run_as(execution: str) -> None:
@@ -125,7 +119,9 @@ class _Reporter:
         now = time.monotonic()
         if now - self.last_check >= CANCEL_CHECK_SECONDS:
             self.last_check = now
-            self.told = self._ask(get_redis())
+            with get_redis().pipeline(transaction=False) as pipe:
+                self._ask(pipe)
+                self.told = self._told(pipe.execute())
         if self.told == SUPERSEDED:
             raise JobSuperseded("this job was taken for dead and is no longer this run's")
         if self.told == CANCELED:
@@ -184,18 +180,28 @@ class _Reporter:
                     (data, meta, durable), self.outbox = self.outbox, None
                 asked = time.monotonic()
                 try:
-                    told = lifecycle.emit(self.job, data, durable, meta, also=self._ask)
+                    answers = lifecycle.emit(self.job, data, durable, meta, also=self._ask)
                 except Exception:  # the next update sends a newer state anyway
                     log.exception("could not send the progress of job %s", self.job.id)
                     continue
-                self.told, self.last_check = int(told), asked
+                self.told, self.last_check = self._told(answers), asked
                 if self.told == SUPERSEDED:
                     return  # nothing more of this run may be written
 
-    def _ask(self, redis) -> int:
-        """Whether the job was canceled, or is no longer this run's (:data:`_ASK`)."""
-        keys = [cancel_key(self.job.id), self.job.started_job_registry.key]
-        return redis.eval(_ASK, len(keys), *keys, _execution)
+    def _ask(self, pipe) -> None:
+        """Ask whether the job was canceled, and (in a work horse) whether this run
+        still holds its execution; :meth:`_told` reads the answers."""
+        pipe.exists(cancel_key(self.job.id))
+        if _execution:
+            pipe.zscore(self.job.started_job_registry.key, _execution)
+
+    @staticmethod
+    def _told(answers: list) -> int:
+        if answers[0]:
+            return CANCELED
+        if len(answers) > 1 and answers[1] is None:
+            return SUPERSEDED
+        return GO_ON
 
     def _wait(self) -> float | None:
         """Seconds until the pending update may go (0: now), or None: none pending."""

@@ -28,7 +28,7 @@ from tests.sse_client import Stream, snapshot_sent
 #: Seconds each link stays cut.
 CUT_SECONDS = 10
 #: The paced import: long enough that the job is still running when the link returns.
-ROWS, BATCH, PAUSE = 700, 10, 0.2
+ROWS, BATCH, PAUSE = 500, 10, 0.2
 
 
 @pytest.fixture

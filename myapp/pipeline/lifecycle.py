@@ -77,8 +77,8 @@ def emit(
 
     The database is written before the event goes out, so a client that reloads
     after seeing an event never reads an older state. Saving the job's
-    serialized ``meta``, publishing and ``also`` (more commands; the result of
-    its last one is returned) share one pipelined round trip to Redis.
+    serialized ``meta``, publishing and ``also`` (more commands; their results
+    are returned) share one pipelined round trip to Redis.
     """
     if durable:
         record(data)
@@ -86,12 +86,13 @@ def emit(
         if meta is not None:
             pipe.hset(job.key, "meta", meta)
         _append(pipe, job.meta["user_id"], data)
+        first = len(pipe)
         if also is not None:
             also(pipe)
         results = pipe.execute()
     if data["parent"] is not None:
         _child_changed(job.meta["user_id"], data)
-    return results[-1] if also is not None else None
+    return results[first:] if also is not None else None
 
 
 def record(data: dict[str, Any]) -> None:

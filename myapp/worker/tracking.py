@@ -236,7 +236,7 @@ class TrackingWorker(Worker):
     def _let_go(self, job) -> None:
         """The job is no longer this run's (failed, or retried elsewhere): write nothing."""
         self._raised = None
-        current_app.logger.warning("job %s: no longer this worker's; its end is not written", job.id)
+        current_app.logger.warning("job %s: no longer this run's; its end is not written", job.id)
 
     def _put_back(self, job, queue, execution):
         """Interrupted by a shutdown: requeue it; its checkpoint is already saved."""
