@@ -40,16 +40,16 @@ def rig(service_env):
         made.stop()
 
 
-def start_on_one_worker(rig, app, alice, **env) -> tuple[Stream, str]:
-    """Alice's stream, and a paced import taken by a worker started with ``env``;
-    then a second worker, on direct links."""
+def start_on_one_worker(rig, app, alice, retry: Retry | None, **env) -> tuple[Stream, str]:
+    """Alice's stream, and a paced import (retried by ``retry``) taken by a worker
+    started with ``env``; then a second worker, on direct links."""
     rig.start_web()
     rig.start_worker(**env)
     wait_until(lambda: len(rig.live_workers()) == 1, 30)
     stream = Stream(f"{rig.base}/stream", alice.headers)
     stream.wait_for(snapshot_sent, 5)
     job_id = enqueue_test_job(
-        app, alice, "tests.paced_import.run", retry=Retry(max=2, interval=1),
+        app, alice, "tests.paced_import.run", retry=retry,
         rows=ROWS, batch=BATCH, seconds=PAUSE,
     )  # fmt: skip
     stream.wait_for(lambda _: any(moved(e) for e in stream.job_events(job_id)), 30)
@@ -101,7 +101,8 @@ def test_a_worker_cut_off_from_redis_does_not_end_its_job_twice(rig, make_app, a
     alice = accounts.create()
     with Relay.to(rig.env["REDIS_URL"]) as relay:
         cut_off = relay.url(rig.env["REDIS_URL"])
-        stream, job_id = start_on_one_worker(rig, app, alice, REDIS_URL=cut_off)
+        retry = Retry(max=2, interval=1)
+        stream, job_id = start_on_one_worker(rig, app, alice, retry, REDIS_URL=cut_off)
         restored_at = cut_for_a_while(relay, SILENT, stream, job_id)
         events = check_the_end(app, stream, job_id, restored_at)
     retried = [e for e in events if e["status"] in ("queued", "scheduled") and e["error"]]
@@ -121,7 +122,8 @@ def test_a_worker_cut_off_from_the_database_rides_it_out(rig, make_app, accounts
     alice = accounts.create()
     with Relay.to(rig.env["DATABASE_URL"]) as relay:
         cut_off = relay.url(rig.env["DATABASE_URL"])
-        stream, job_id = start_on_one_worker(rig, app, alice, DATABASE_URL=cut_off)
+        # Not retried: an error the cut caused would fail it.
+        stream, job_id = start_on_one_worker(rig, app, alice, None, DATABASE_URL=cut_off)
         restored_at = cut_for_a_while(relay, RESET, stream, job_id)
         events = check_the_end(app, stream, job_id, restored_at)
     assert not [e for e in events if e["status"] in ("queued", "scheduled") and e["error"]]
