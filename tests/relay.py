@@ -51,8 +51,9 @@ class Relay:
     def cut(self, how: str = SILENT) -> None:
         """Cut the link. ``SILENT``: every byte is held, both ways, and new connections
         wait, as when packets are dropped (all of it flows again on :meth:`restore`).
-        ``RESET``: open connections are reset and new ones refused, as when the
-        server's host restarts or a proxy between drops everything."""
+        ``RESET``: open connections are reset, and so is each new one as soon as it
+        is made (a refusal), as when the server's host restarts or a proxy between
+        drops everything."""
         if how not in (SILENT, RESET):
             raise ValueError(f"cut how? {how!r}: {SILENT!r} or {RESET!r}")
         self.up.clear()
