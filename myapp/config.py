@@ -30,6 +30,9 @@ DEFAULTS: dict[str, object] = {
     "JOB_REDIS_TTL_SECONDS": 86400,
     "WORKER_DEATH_SECONDS": 120.0,
     "CANCEL_GRACE_SECONDS": 2.0,
+    #: Seconds a worker keeps retrying a database write (or a job's run) while the
+    #: database is out of reach, before it gives up (myapp.db.ride_out).
+    "DB_RETRY_SECONDS": 30.0,
     "PROGRESS_DB_INTERVAL": 1.0,
     "PROGRESS_MAX_RATE": 10.0,
     "STREAM_HEARTBEAT_SECONDS": 15.0,

@@ -1,12 +1,17 @@
-"""The database: Flask-SQLAlchemy session, Alembic migrations applied at startup."""
+"""The database: Flask-SQLAlchemy session, Alembic migrations applied at startup, and
+:func:`ride_out`, how a worker waits out a database it cannot reach for a while."""
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from flask import Flask, current_app
@@ -17,6 +22,14 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
+#: The errors of a database out of reach (a connection reset, refused, or lost
+#: mid-statement): a retry on a new connection mends them once it is back.
+UNREACHABLE = (exc.OperationalError, exc.InterfaceError)
+#: The longest pause between two tries of :func:`ride_out`, in seconds.
+RETRY_PAUSE_MAX = 2.0
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -32,6 +45,9 @@ _upgraded: set[str] = set()
 
 def init_app(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["DATABASE_URL"])
+    # A pooled connection that died while idle (the database restarted, the link
+    # was cut) is found out at checkout and replaced, rather than failing a query.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
     db.init_app(app)
     migrate.init_app(app, db)
     if app.config.get("AUTO_MIGRATE", True):
@@ -62,6 +78,28 @@ def upgrade_schema() -> None:
     with _sqlite_file_lock(url):
         command.upgrade(config, "head")
     _upgraded.add(key)
+
+
+def ride_out(work: Callable[[], T], what: str) -> T:
+    """Return ``work()``, trying again while the database is out of reach, with a
+    growing pause, for up to ``DB_RETRY_SECONDS``; then the error goes up.
+
+    A worker that loses its link to the database for a few seconds must not fail
+    the job it runs: its writes wait for the link instead. ``work`` must be safe
+    to run again after a failed try: a session of its own, or a job that resumes
+    from its checkpoint.
+    """
+    deadline = time.monotonic() + current_app.config["DB_RETRY_SECONDS"]
+    pause = 0.1
+    while True:
+        try:
+            return work()
+        except UNREACHABLE as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: database out of reach (%s); trying again", what, error.orig or error)
+        time.sleep(pause)
+        pause = min(pause * 2, RETRY_PAUSE_MAX)
 
 
 @contextmanager

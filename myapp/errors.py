@@ -92,6 +92,12 @@ class JobInterrupted(BaseException):
     """The worker is shutting down; the job is put back on the queue to resume."""
 
 
+class JobSuperseded(BaseException):
+    """This run no longer holds its job: its worker was cut off from Redis long enough
+    to be taken for dead, and the job was failed or given to another worker. It must
+    write nothing more (see :mod:`myapp.worker.tracking`)."""
+
+
 def wants_json() -> bool:
     """API clients and the stream get JSON errors; the page gets HTML."""
     return request.path.startswith(("/api/", "/stream")) or request.authorization is not None

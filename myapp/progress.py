@@ -4,8 +4,10 @@
 >>> progress.update(47, 200, "importing rows")
 
 It is also where a running job learns that it must stop: it raises
-:class:`JobCanceled` once the user canceled the job, and :class:`JobInterrupted`
-once its worker is shutting down (a deploy), so the job can be resumed.
+:class:`JobCanceled` once the user canceled the job, :class:`JobInterrupted`
+once its worker is shutting down (a deploy), so the job can be resumed, and
+:class:`JobSuperseded` once this run no longer holds the job (see
+:mod:`myapp.worker.tracking`).
 
 Call it as often as you like: the numbers always land in the RQ job's
 ``meta``, but they are saved and published at most ``PROGRESS_MAX_RATE`` times
@@ -27,7 +29,7 @@ from rq.job import Job
 
 from myapp import job_json
 from myapp.connections import get_redis
-from myapp.errors import JobCanceled, JobInterrupted
+from myapp.errors import JobCanceled, JobInterrupted, JobSuperseded
 from myapp.keys import cancel_key
 from myapp.ordering import FIRST, next_version
 from myapp.pipeline import lifecycle
@@ -40,6 +42,17 @@ RATE_SMOOTHING = 0.3
 log = logging.getLogger(__name__)
 _reporters: dict[str, _Reporter] = {}
 _interrupted = False
+#: The execution (``<job>:<id>``) this work horse runs, "" outside one.
+_execution = ""
+#: What asking Redis tells a running job (:meth:`_Reporter._ask`).
+GO_ON, CANCELED, SUPERSEDED = 0, 1, 2
+
+
+def run_as(execution: str) -> None:
+    """Called in the work horse: the execution it runs, which it holds until the
+    reaper takes the job from a worker it took for dead."""
+    global _execution
+    _execution = execution
 
 
 def interrupt() -> None:
@@ -92,7 +105,7 @@ class _Reporter:
         #: When the job last learned whether it was canceled, and what it learned
         #: (asked by :meth:`check`, or along with a send).
         self.last_check = float("-inf")
-        self.canceled = False
+        self.told = GO_ON
         self.rate: float | None = None
         self.rate_point: tuple[float, int] | None = None
         self.sender = threading.Thread(target=self._run, name="myapp-progress", daemon=True)
@@ -106,8 +119,12 @@ class _Reporter:
         now = time.monotonic()
         if now - self.last_check >= CANCEL_CHECK_SECONDS:
             self.last_check = now
-            self.canceled = bool(get_redis().exists(cancel_key(self.job.id)))
-        if self.canceled:
+            with get_redis().pipeline(transaction=False) as pipe:
+                self._ask(pipe)
+                self.told = self._told(pipe.execute())
+        if self.told == SUPERSEDED:
+            raise JobSuperseded("this job was taken for dead and is no longer this run's")
+        if self.told == CANCELED:
             raise JobCanceled("canceled by the user")
 
     def report(self, progress: dict) -> None:
@@ -163,16 +180,28 @@ class _Reporter:
                     (data, meta, durable), self.outbox = self.outbox, None
                 asked = time.monotonic()
                 try:
-                    canceled = lifecycle.emit(
-                        self.job, data, durable, meta, also=self._ask_if_canceled
-                    )
+                    answers = lifecycle.emit(self.job, data, durable, meta, also=self._ask)
                 except Exception:  # the next update sends a newer state anyway
                     log.exception("could not send the progress of job %s", self.job.id)
                     continue
-                self.canceled, self.last_check = bool(canceled), asked
+                self.told, self.last_check = self._told(answers), asked
+                if self.told == SUPERSEDED:
+                    return  # nothing more of this run may be written
 
-    def _ask_if_canceled(self, pipe) -> None:
+    def _ask(self, pipe) -> None:
+        """Ask whether the job was canceled, and (in a work horse) whether this run
+        still holds its execution; :meth:`_told` reads the answers."""
         pipe.exists(cancel_key(self.job.id))
+        if _execution:
+            pipe.zscore(self.job.started_job_registry.key, _execution)
+
+    @staticmethod
+    def _told(answers: list) -> int:
+        if answers[0]:
+            return CANCELED
+        if len(answers) > 1 and answers[1] is None:
+            return SUPERSEDED
+        return GO_ON
 
     def _wait(self) -> float | None:
         """Seconds until the pending update may go (0: now), or None: none pending."""

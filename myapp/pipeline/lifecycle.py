@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from myapp import job_json, logs
 from myapp.connections import drop_job, get_queue, get_redis
-from myapp.db import db
+from myapp.db import db, ride_out
 from myapp.keys import channel_for
 from myapp.models import TrackedJob
 from myapp.ordering import is_older, new_version
@@ -89,8 +89,8 @@ def emit(
 
     The database is written before the event goes out, so a client that reloads
     after seeing an event never reads an older state. Saving the job's
-    serialized ``meta``, publishing and ``also`` (more commands; the result of
-    its last one is returned) share one pipelined round trip to Redis.
+    serialized ``meta``, publishing and ``also`` (more commands; their results
+    are returned) share one pipelined round trip to Redis.
     """
     if durable:
         record(data)
@@ -98,17 +98,23 @@ def emit(
         if meta is not None:
             pipe.hset(job.key, "meta", meta)
         _append(pipe, job.meta["user_id"], data)
+        first = len(pipe)
         if also is not None:
             also(pipe)
         results = pipe.execute()
     if data["parent"] is not None:
         _child_changed(job.meta["user_id"], data)
-    return results[-1] if also is not None else None
+    return results[first:] if also is not None else None
 
 
 def record(data: dict[str, Any]) -> None:
     """Write the job's state in a session of its own: a job body's uncommitted work
-    (see :mod:`myapp.steps`) must not be committed along with it."""
+    (see :mod:`myapp.steps`) must not be committed along with it. A database out of
+    reach for a while delays the write (:func:`myapp.db.ride_out`), rather than lose it."""
+    ride_out(lambda: _record(data), f"record of job {data['id']}")
+
+
+def _record(data: dict[str, Any]) -> None:
     with Session(db.engine) as session:
         row = session.get(TrackedJob, data["id"])
         if row is None:

@@ -11,7 +11,15 @@
   heartbeats are short, and every worker reaps jobs whose worker died
   (:mod:`myapp.worker.reaper`), so none stays taken or ``started`` for long;
 - a graceful stop (SIGTERM) interrupts the running job at its next progress
-  call and puts it back on the queue, to resume from its checkpoint.
+  call and puts it back on the queue, to resume from its checkpoint;
+- partitions: a run writes its job's end only while it still holds its execution
+  (the entry ``<job>:<execution>`` in RQ's started registry). A worker cut off from
+  Redis past its heartbeat is taken for dead, and the reaper fails or retries its
+  job and removes that entry; when the link returns, the run stops (its horse
+  killed, its progress calls raising :class:`~myapp.errors.JobSuperseded`) and
+  writes nothing, so a job retried elsewhere is not also ended here. A database
+  out of reach does not fail the job: its writes wait (:func:`myapp.db.ride_out`),
+  and a body that met the error runs again from its checkpoint (:class:`ResumingJob`).
 """
 
 from __future__ import annotations
@@ -25,11 +33,12 @@ from flask import Flask, current_app
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import InvalidJobOperation
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from myapp import clock, job_json, progress
 from myapp.connections import get_queue
-from myapp.db import db
+from myapp.db import UNREACHABLE, db, ride_out
 from myapp.errors import PermanentError
 from myapp.jobs import control
 from myapp.pipeline import lifecycle
@@ -40,7 +49,29 @@ _PR_SET_PDEATHSIG = 1
 RESTART_SECONDS = 2.0
 
 
+class ResumingJob(Job):
+    """RQ's job, whose body runs again from its checkpoint (:mod:`myapp.steps`) when it
+    met a database out of reach, until the database is back (:func:`myapp.db.ride_out`)."""
+
+    def _execute(self):
+        tries = 0
+
+        def run():
+            nonlocal tries
+            if tries:
+                try:
+                    db.session.rollback()  # what the failed try left in the session
+                except UNREACHABLE:
+                    db.session.remove()  # its connection went with the link
+            tries += 1
+            return super(ResumingJob, self)._execute()
+
+        return ride_out(run, f"job {self.id}")
+
+
 class TrackingWorker(Worker):
+    job_class = ResumingJob
+
     def __init__(self, *args, death_seconds: float, cancel_grace: float, **kwargs):
         self.death_seconds = death_seconds
         self.cancel_grace = cancel_grace
@@ -75,19 +106,35 @@ class TrackingWorker(Worker):
         super().heartbeat(timeout, pipeline)
         if pipeline is None:
             clock.maybe_sync(self.connection)
-            reaper.reap(self.queues[0], self.reap_interval)
+            self._reap()
 
     def maintain_heartbeats(self, job, execution):
         super().maintain_heartbeats(job, execution)
+        if not self._holds(job, execution):
+            current_app.logger.warning("job %s: taken for dead while cut off; stopping", job.id)
+            self.kill_horse()
+            return
         requested = control.cancel_requested_at(self.connection, job.id)
         if requested is not None and clock.time() - requested > self.cancel_grace:
             self._stopped_job_id = job.id  # RQ's stop-job command does the same
             self.kill_horse()
-        reaper.reap(self.queues[0], self.reap_interval)
+        self._reap()
 
     def clean_registries(self):
-        reaper.reap(self.queues[0], self.reap_interval, force=True)  # before RQ's own
+        self._reap(force=True)  # before RQ's own
         super().clean_registries()
+
+    def _reap(self, force: bool = False) -> None:
+        try:
+            reaper.reap(self.queues[0], self.reap_interval, force=force)
+        except UNREACHABLE as error:  # the next reaping tries again
+            current_app.logger.warning("could not reap: database out of reach (%s)", error.orig)
+            db.session.remove()
+
+    def _holds(self, job, execution) -> bool:
+        """Whether this run still holds its job (see the module's docstring)."""
+        key = job.started_job_registry.key
+        return self.connection.zscore(key, execution.composite_key) is not None
 
     def fork_work_horse(self, job, queue):
         # A connection held across the fork would be written to by both processes
@@ -104,6 +151,7 @@ class TrackingWorker(Worker):
             pass  # not Linux: the reaper still resolves the job
         if os.getppid() != self.pid:
             os._exit(1)  # the worker died before the line above took effect
+        progress.run_as(self.execution.composite_key)
         super().main_work_horse(job, queue)
 
     def setup_work_horse_signals(self):
@@ -134,6 +182,9 @@ class TrackingWorker(Worker):
         lifecycle.job_changed(job, "started")
 
     def handle_job_success(self, job, queue, started_job_registry, execution):
+        if not self._holds(job, execution):
+            self._let_go(job)
+            return
         progress.close(job)
         super().handle_job_success(job, queue, started_job_registry, execution)
         lifecycle.job_changed(job, "finished", result=job.return_value())
@@ -148,6 +199,9 @@ class TrackingWorker(Worker):
     def handle_job_failure(
         self, job, queue, started_job_registry=None, exc_string="", execution=None
     ):
+        if execution is not None and not self._holds(job, execution):
+            self._let_go(job)
+            return
         progress.close(job)
         if "JobInterrupted" in exc_string:
             self._put_back(job, queue, execution)
@@ -178,6 +232,11 @@ class TrackingWorker(Worker):
                 lifecycle.flush_parent(job.meta["user_id"], parent_id)
             except Exception:  # never stop the worker for a late progress event
                 current_app.logger.exception("could not send batch %s's progress", parent_id)
+
+    def _let_go(self, job) -> None:
+        """The job is no longer this run's (failed, or retried elsewhere): write nothing."""
+        self._raised = None
+        current_app.logger.warning("job %s: no longer this run's; its end is not written", job.id)
 
     def _put_back(self, job, queue, execution):
         """Interrupted by a shutdown: requeue it; its checkpoint is already saved."""
