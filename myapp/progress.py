@@ -48,6 +48,24 @@ _execution = ""
 GO_ON, CANCELED, SUPERSEDED = 0, 1, 2
 
 
+def ask_holds(pipe, job: Job, execution: str) -> None:
+    """Ask, in ``pipe``, what :func:`still_holds` needs to know."""
+    pipe.zscore(job.started_job_registry.key, execution)
+    pipe.hexists(job.key, "status")
+
+
+def still_holds(score, in_rq) -> bool:
+    """Whether a run still holds its job, from :func:`ask_holds`'s two answers.
+
+    It does while its execution is in RQ's started registry. The reaper that takes
+    the job for dead removes that entry and leaves RQ's job, failed or retried. A job
+    RQ no longer has (no ``status``: at most the ``meta`` this run's progress wrote
+    back) was taken by nobody: Redis lost it (a restart, a failover), and its one run
+    goes on (the reaper rebuilds only a job whose record went quiet).
+    """
+    return score is not None or not in_rq
+
+
 def run_as(execution: str) -> None:
     """Called in the work horse: the execution it runs, which it holds until the
     reaper takes the job from a worker it took for dead."""
@@ -193,13 +211,13 @@ class _Reporter:
         still holds its execution; :meth:`_told` reads the answers."""
         pipe.exists(cancel_key(self.job.id))
         if _execution:
-            pipe.zscore(self.job.started_job_registry.key, _execution)
+            ask_holds(pipe, self.job, _execution)
 
     @staticmethod
     def _told(answers: list) -> int:
         if answers[0]:
             return CANCELED
-        if len(answers) > 1 and answers[1] is None:
+        if len(answers) > 1 and not still_holds(*answers[1:3]):
             return SUPERSEDED
         return GO_ON
 

@@ -17,7 +17,8 @@
   Redis past its heartbeat is taken for dead, and the reaper fails or retries its
   job and removes that entry; when the link returns, the run stops (its horse
   killed, its progress calls raising :class:`~myapp.errors.JobSuperseded`) and
-  writes nothing, so a job retried elsewhere is not also ended here. A database
+  writes nothing, so a job retried elsewhere is not also ended here (a job Redis
+  lost as a whole was taken by nobody: its run goes on). A database
   out of reach does not fail the job: its writes wait (:func:`myapp.db.ride_out`),
   and a body that met the error runs again from its checkpoint (:class:`ResumingJob`).
 """
@@ -132,9 +133,10 @@ class TrackingWorker(Worker):
             db.session.remove()
 
     def _holds(self, job, execution) -> bool:
-        """Whether this run still holds its job (see the module's docstring)."""
-        key = job.started_job_registry.key
-        return self.connection.zscore(key, execution.composite_key) is not None
+        """Whether this run still holds its job (:func:`myapp.progress.still_holds`)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            progress.ask_holds(pipe, job, execution.composite_key)
+            return progress.still_holds(*pipe.execute())
 
     def fork_work_horse(self, job, queue):
         # A connection held across the fork would be written to by both processes
