@@ -45,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         pages,
         profiles,
         rq_admin,
+        share,
     )
     from myapp.web.stream import sse
 
@@ -78,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(sse, url_prefix="/stream")
+    app.register_blueprint(share.bp)
     rq_admin.init_app(app)
     # RQ's modules are loaded by now: its times are on Redis's clock too.
     clock.install_in_rq()

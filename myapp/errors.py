@@ -50,6 +50,12 @@ class Conflict(Refused):
     status = 409
 
 
+class Gone(Refused):
+    """A share link that expired or was revoked: it will not work again."""
+
+    status = 410
+
+
 class StorageFull(Refused):
     """The user's uploads would take more than ``MAX_STORED_BYTES_PER_USER``."""
 

@@ -99,3 +99,9 @@ def login_keys(address: str, name: str) -> list[str]:
         f"myapp:login:addr:{address}",
         f"myapp:login:name:{name}",
     ]
+
+
+def share_generation_key(job_id: str) -> str:
+    """The job's share generation, copied from its record when its links are revoked,
+    so that open watch streams end within a heartbeat (:mod:`myapp.web.share`)."""
+    return f"myapp:share:{job_id}"

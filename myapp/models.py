@@ -104,6 +104,9 @@ class TrackedJob(db.Model):
     #: The order of the job's states (:mod:`myapp.ordering`): the record keeps the
     #: newest it was given.
     version: Mapped[int] = mapped_column(BigInteger, default=FIRST)
+    #: Grows when the owner revokes the job's share links: every link names the
+    #: generation it was made in (:mod:`myapp.web.share`).
+    share_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     #: The JSON the record's state was published as, when a worker or a batch's
     #: aggregate made it: it holds what no column does (the ETA), so the API
     #: answers with what the stream sent for the same version.

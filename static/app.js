@@ -22,6 +22,8 @@ const FILTERS = {
  * (the API's next_before; null once there is none, absent before the first page). */
 let filter = '';
 const older = new Map();
+/** A shared job's page (/watch/<token>): its stream's URL; the page is read-only. */
+let watching = null;
 /** Jobs that ended while the tab was hidden, counted in its title. */
 let unseen = 0;
 let baseTitle = '';
@@ -77,10 +79,11 @@ function movesBackwards(oldProgress, newProgress) {
  * what was missed after Last-Event-ID, which the browser sends by itself). While it
  * cannot connect, polls GET /api/jobs, and goes back to streaming once it can.
  */
-function connect() {
+function connect(url = '/stream') {
   let fallback = 0;
   let poller = 0;
   const startPolling = () => {
+    if (watching) return; // the API is the owner's: a watcher waits for the stream
     setConnection('polling');
     loadJobs();
     poller ||= setInterval(loadJobs, POLL_MS);
@@ -91,7 +94,7 @@ function connect() {
     fallback = poller = 0;
   };
   const open = () => {
-    const source = new EventSource('/stream');
+    const source = new EventSource(url);
     source.addEventListener('open', () => {
       stopPolling();
       setConnection('live');
@@ -107,11 +110,33 @@ function connect() {
     source.addEventListener('error', () => {
       if (!poller) setConnection('reconnecting');
       fallback ||= setTimeout(startPolling, FALLBACK_AFTER_MS);
-      // EventSource retries by itself unless the server refused it: then start over.
-      if (source.readyState === EventSource.CLOSED) setTimeout(open, RECONNECT_MS);
+      // EventSource retries by itself unless the server refused it: then start over,
+      // or, on a shared job's page, say why the link ended.
+      if (source.readyState !== EventSource.CLOSED) return;
+      if (watching) checkLink(url, () => setTimeout(open, RECONNECT_MS));
+      else setTimeout(open, RECONNECT_MS);
     });
   };
   open();
+}
+
+/** Why a shared job's stream was refused: the job ended (204: stop), the link expired
+ * or was revoked (410: say so and stop), or it was a blip (try again). */
+async function checkLink(url, retry) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: 'application/json' } });
+  } catch {
+    return retry();
+  }
+  if (response.status === 204) return setConnection('ended');
+  if (response.ok) {
+    response.body?.cancel();
+    return retry();
+  }
+  const body = parseJson(await response.text());
+  setConnection('ended');
+  showAlert(`This link no longer works: ${body?.error ?? `error ${response.status}`}.`);
 }
 
 async function loadJobs() {
@@ -161,6 +186,7 @@ function isShown(job) {
 }
 
 function updateListTools() {
+  if (watching) return; // a shared job's page lists that job only
   $('load-older').hidden = older.get(filter) === null || !$('empty').hidden;
   const any = [...$('jobs').children].some((row) => !row.hidden);
   $('none-shown').hidden = any || !$('empty').hidden;
@@ -248,6 +274,7 @@ async function onRowAction(event) {
   const button = event.target.closest('button[data-action]');
   if (!button) return;
   const id = button.closest('li.job').dataset.jobId;
+  if (button.dataset.action === 'share') return shareJob(id, button);
   button.disabled = true;
   showAlert('');
   try {
@@ -257,6 +284,32 @@ async function onRowAction(event) {
   } finally {
     button.disabled = false;
     keepFocus(button.hidden ? rowFocus(button.closest('li.job')) : button);
+  }
+}
+
+/** Makes a link to watch the job, copies it and shows it in the row. */
+async function shareJob(id, button) {
+  showAlert('');
+  try {
+    const { url, expires_at: expires } = await requestJson(`/api/jobs/${encodeURIComponent(id)}/share`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrfToken() },
+      body: JSON.stringify({}),
+    });
+    const field = button.closest('li.job').querySelector('.share-link');
+    field.value = url;
+    field.hidden = false;
+    field.title = `works until ${new Date(parseTime(expires)).toLocaleString()}`;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(url);
+      copied = true;
+    } catch {
+      field.select(); // no clipboard here (a page not served over https): ready to copy
+    }
+    button.textContent = copied ? 'Link copied' : 'Share';
+  } catch (error) {
+    showAlert(`Could not share the job: ${error.message}`);
   }
 }
 
@@ -312,7 +365,7 @@ async function toggleItems(id) {
   if (expanded.has(id)) expanded.delete(id);
   else expanded.add(id);
   scheduleRender(id);
-  if (!expanded.has(id)) return;
+  if (!expanded.has(id) || watching) return; // a shared job's stream brings its pieces
   try {
     applyAll(await requestJson(`/api/jobs?parent=${encodeURIComponent(id)}`));
   } catch (error) {
@@ -415,10 +468,18 @@ function createRow(job) {
   row.append(head, bar, foot, el('p', 'job-error'), result);
   if (job.parent) return row; // an item is canceled and retried with its batch
   const actions = el('div', 'job-actions');
-  actions.append(
-    actionButton('cancel', 'Cancel', job),
-    actionButton('retry', 'Retry', job),
-  );
+  if (!watching) {
+    const link = el('input', 'share-link');
+    link.readOnly = true;
+    link.hidden = true;
+    link.setAttribute('aria-label', `Share link of ${kindName(job)} ${job.id.slice(0, 8)}`);
+    actions.append(
+      actionButton('cancel', 'Cancel', job),
+      actionButton('retry', 'Retry', job),
+      actionButton('share', 'Share', job),
+      link,
+    );
+  }
   row.append(actions);
   if (job.children) {
     const items = el('ul', 'items');
@@ -456,7 +517,7 @@ function updateRow(row, job) {
   error.hidden = !error.textContent;
   updateResult(row.querySelector('.job-result'), job);
   row.querySelector('.elapsed-value').textContent = elapsedText(job);
-  if (job.parent) return;
+  if (job.parent || watching) return;
   row.hidden = !isShown(job);
   const cancel = row.querySelector('.action-cancel');
   const cancelFocused = document.activeElement === cancel;
@@ -627,6 +688,7 @@ function setConnection(state) {
     live: 'live',
     reconnecting: 'reconnecting…',
     polling: 'reconnecting… (polling)',
+    ended: 'ended',
   };
   const indicator = $('connection');
   indicator.textContent = labels[state];
@@ -644,19 +706,27 @@ function el(tag, className, text) {
 
 function init() {
   if (!$('jobs')) return; // the sign-in view has no dashboard
-  kindNames = parseJson($('dashboard').dataset.kindNames) ?? {};
+  const dashboard = $('dashboard');
+  kindNames = parseJson(dashboard.dataset.kindNames) ?? {};
   baseTitle = document.title;
+  $('jobs').addEventListener('click', onRowAction);
+  setInterval(tickElapsed, 1000);
+  if (dashboard.dataset.stream) {
+    watching = dashboard.dataset.stream;
+    expanded.add(dashboard.dataset.job); // its pieces, shown at once
+    setConnection('connecting');
+    connect(watching);
+    return;
+  }
   document.addEventListener('visibilitychange', onVisible);
   offerNotifications();
   $('filter').addEventListener('change', setFilter);
   $('load-older').addEventListener('click', loadOlder);
   $('start-processes').addEventListener('click', startProcesses);
   document.querySelectorAll('button[data-kind]').forEach((b) => b.addEventListener('click', startKind));
-  $('jobs').addEventListener('click', onRowAction);
   $('import-form')?.addEventListener('submit', importContacts);
   setConnection('connecting');
   connect();
-  setInterval(tickElapsed, 1000);
 }
 
 if (globalThis.document) init();

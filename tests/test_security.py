@@ -302,6 +302,8 @@ BY_ID = [
     ("GET", "/api/jobs/{job}", ""),
     ("POST", "/api/jobs/{job}/cancel", ""),
     ("POST", "/api/jobs/{job}/retry", ""),
+    ("POST", "/api/jobs/{job}/share", ""),
+    ("DELETE", "/api/jobs/{job}/share", ""),
     ("GET", "/api/jobs", "?parent={job}"),
     ("GET", "/stream", "?job={job}"),
     ("GET", "/api/profiles/{profile}", ""),
@@ -342,4 +344,4 @@ def test_another_users_ids_read_exactly_like_unknown_ones(app, server, accounts,
             assert theirs[0] == 404, (method, path, query, theirs)
             assert theirs == unknown, (method, path, query)
             # ... while their owner is answered (a 409 for what cannot be done).
-            assert ask(method, path, query, job, profile, bob.headers)[0] in (200, 409)
+            assert ask(method, path, query, job, profile, bob.headers)[0] in (200, 201, 204, 409)

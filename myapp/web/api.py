@@ -7,12 +7,14 @@ from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import tuple_
 
+from myapp.connections import get_redis
 from myapp.db import db
 from myapp.errors import InvalidJob, NotFound, Unauthenticated, Unavailable
 from myapp.job_json import STATUSES
 from myapp.jobs import KINDS, control, limits
 from myapp.jobs.submit import submit, validate
 from myapp.models import TrackedJob
+from myapp.web import share
 from myapp.web.contacts_csv import form_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -133,6 +135,28 @@ def get_job(job_id: str):
 def cancel_job(job_id: str):
     """202: a running job stops within about a second; the stream says ``canceled``."""
     return control.cancel(_own_job(job_id)), 202
+
+
+@bp.post("/jobs/<job_id>/share")
+def share_job(job_id: str):
+    """201: a link anyone may open to watch the job live, read-only, until it expires
+    (``{"expires_in": <seconds>}``, default an hour, at most a day)."""
+    row = _own_job(job_id)
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        raise InvalidJob('expected a JSON object, {"expires_in": <seconds>}')
+    return share.issue(row, body.get("expires_in")), 201
+
+
+@bp.delete("/jobs/<job_id>/share")
+def unshare_job(job_id: str):
+    """204: every link to the job stops working; open watch streams end within a heartbeat."""
+    row = _own_job(job_id)
+    try:
+        share.revoke(row, get_redis())
+    except RedisError as exc:  # the record is revoked: only open streams may run on
+        raise Unavailable("the links are revoked, but open views may run on a while") from exc
+    return "", 204
 
 
 @bp.post("/jobs/<job_id>/retry")

@@ -121,6 +121,38 @@ def _request_schemas() -> dict[str, Any]:
     return schemas
 
 
+def _share_paths(unauthorized, not_found) -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "properties": {"expires_in": {"type": "integer", "minimum": 1, "maximum": 86400}},
+    }
+    link = {
+        "type": "object",
+        "properties": {"url": {"type": "string"}, "expires_at": {"type": "string"}},
+    }
+    return {
+        "post": {
+            "summary": "A link anyone may open to watch the job, read-only, until it expires",
+            "parameters": [_job_id()],
+            "requestBody": {"content": {"application/json": {"schema": body}}},
+            "responses": {
+                "201": {
+                    "description": "the link",
+                    "content": {"application/json": {"schema": link}},
+                },
+                "400": _error("a bad expires_in"),
+                "401": unauthorized,
+                "404": not_found,
+            },
+        },
+        "delete": {
+            "summary": "Revoke every link to the job; open views end within a heartbeat",
+            "parameters": [_job_id()],
+            "responses": {"204": {"description": "revoked"}, "401": unauthorized, "404": not_found},
+        },
+    }
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "schema": schema, "description": description}
 
@@ -212,6 +244,25 @@ def description() -> dict[str, Any]:
             },
             "/api/jobs/{job_id}/cancel": {"post": {"summary": "Cancel", **action}},
             "/api/jobs/{job_id}/retry": {"post": {"summary": "Retry", **action}},
+            "/api/jobs/{job_id}/share": _share_paths(unauthorized, not_found),
+            "/watch/{token}/stream": {
+                "get": {
+                    "summary": "A shared job's events, for anyone with the link",
+                    "parameters": [
+                        {
+                            "name": "token",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {"description": "the stream", "content": {"text/event-stream": {}}},
+                        "404": _error("not a link made here"),
+                        "410": _error("the link expired or was revoked"),
+                    },
+                },
+            },
             "/stream": {
                 "get": {
                     "summary": "Server-sent events: a snapshot, then `job` events",

@@ -78,11 +78,20 @@ class UserStream(ServerSentEventsBlueprint):
     def stream(self):
         """Stream the signed-in user's channel; there is no way to name another."""
         job_id = request.args.get("job")
+        row = None
         if job_id is not None:
             row = db.session.get(TrackedJob, job_id)
             if row is None or row.user_id != current_user.id:
                 raise NotFound("no such job")
-        user_id, stream_id = current_user.id, uuid.uuid4().hex
+        return self.stream_job(row, user_id=current_user.id)
+
+    def stream_job(self, row: TrackedJob | None, pieces=False, holds=None, user_id=None):
+        """The stream of the user's channel, or of one job (``row``) of its owner's:
+        with ``pieces``, its pieces too. ``holds(redis)``, asked at each heartbeat,
+        ends the stream when it turns false (a share link revoked or expired)."""
+        job_id = row.id if row is not None else None
+        user_id = row.user_id if row is not None else user_id
+        stream_id = uuid.uuid4().hex
         hub = self.hub()
         try:
             limits.open_stream(user_id, stream_id)
@@ -112,7 +121,9 @@ class UserStream(ServerSentEventsBlueprint):
         # A reconnect to a ?job= stream whose job had ended when it was opened.
         had_ended = job_id is not None and last_id is not None and row.status in TERMINAL
         try:
-            caught_up = self._catch_up(subscriber.channel, user_id, last_id, job_id, had_ended)
+            caught_up = self._catch_up(
+                subscriber.channel, user_id, last_id, job_id, had_ended, pieces
+            )
         except RedisError as exc:
             closed()
             raise Unavailable(STREAM_DOWN) from exc
@@ -124,7 +135,7 @@ class UserStream(ServerSentEventsBlueprint):
         opening, subscriber.sent, done = caught_up
         # The rest needs no request context: none is kept alive for the stream's life.
         response = current_app.response_class(
-            _send(subscriber, opening, done, job_id),
+            _send(subscriber, opening, done, job_id, pieces, holds and partial(holds, redis)),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -133,7 +144,7 @@ class UserStream(ServerSentEventsBlueprint):
         return response
 
     def _catch_up(
-        self, channel, user_id, last_id, job_id, had_ended: bool = False
+        self, channel, user_id, last_id, job_id, had_ended: bool = False, pieces: bool = False
     ) -> tuple[bytes, tuple, bool] | None:
         """What the client missed, or a snapshot: (the text, its last key, whether
         a ``?job=`` stream has already ended); None when the client reconnects to
@@ -144,16 +155,15 @@ class UserStream(ServerSentEventsBlueprint):
         if missed is not None:
             texts, sent = [], parse_id(last_id)
             for event in missed:
-                if _wanted(event, job_id):
+                if _wanted(event, job_id, pieces):
                     texts.append(event.text)
-                    if job_id is not None and event.job["status"] in TERMINAL:
+                    if _ends(event, job_id):
                         return b"".join(texts), event.key, True
                 sent = event.key
             return b"".join(texts), sent, False
         cut, active = event_log.snapshot_cut(self.redis, channel)
-        snapshot = snapshot_jobs(user_id, active, job_id)
-        jobs = snapshot["jobs"]
-        ended = job_id is not None and bool(jobs) and jobs[0]["status"] in TERMINAL
+        snapshot = snapshot_jobs(user_id, active, job_id, pieces)
+        ended = any(job["id"] == job_id and job["status"] in TERMINAL for job in snapshot["jobs"])
         snapshot = str(Message(snapshot, type="snapshot", id=cut)).encode()
         return snapshot, parse_id(cut), ended
 
@@ -168,13 +178,14 @@ class UserStream(ServerSentEventsBlueprint):
             cut, _ = event_log.snapshot_cut(self.redis, channel)
             if parse_id(last_id) != parse_id(cut):
                 return False
-        elif any(_wanted(event, job_id) and event.job["status"] in TERMINAL for event in missed):
+        elif any(_ends(event, job_id) for event in missed):
             return False
         return not self.redis.hexists(active_key(channel), job_id)
 
 
-def _send(subscriber, opening: bytes, done: bool, job_id):
-    """The stream's body: the opening, then live events until the client leaves.
+def _send(subscriber, opening: bytes, done: bool, job_id, pieces=False, holds=None):
+    """The stream's body: the opening, then live events until the client leaves, or
+    until ``holds()`` turns false at a heartbeat.
 
     Events the hub writes itself while the stream waits do not pass here.
     """
@@ -190,16 +201,19 @@ def _send(subscriber, opening: bytes, done: bool, job_id):
         texts, published = [], []
         for event in [first, *subscriber.get_ready(BATCH_MOST)]:
             if event is KEEPALIVE:
+                if holds is not None and not _still(holds):
+                    done = True
+                    break
                 texts.append(KEEPALIVE_TEXT)
                 continue
             if event is CLOSE:
                 done = True
                 break
-            if event.key > subscriber.sent and _wanted(event, job_id):
+            if event.key > subscriber.sent and _wanted(event, job_id, pieces):
                 texts.append(event.text)
                 published.append(event.key[0])
                 subscriber.sent = event.key
-                done = job_id is not None and event.job["status"] in TERMINAL
+                done = _ends(event, job_id)
                 if done:
                     break
         if published:
@@ -208,12 +222,30 @@ def _send(subscriber, opening: bytes, done: bool, job_id):
             yield b"".join(texts)
 
 
-def _wanted(event: Event, job_id: str | None) -> bool:
-    return job_id is None or (event.job is not None and event.job["id"] == job_id)
+def _still(holds) -> bool:
+    try:
+        return holds()
+    except RedisError:
+        return True  # Redis is away: the link was checked when the stream opened
+
+
+def _wanted(event: Event, job_id: str | None, pieces: bool = False) -> bool:
+    if job_id is None:
+        return True
+    job = event.job
+    return job is not None and (job["id"] == job_id or (pieces and job.get("parent") == job_id))
+
+
+def _ends(event: Event, job_id: str | None) -> bool:
+    """Whether ``event`` is the end of the one job a stream follows."""
+    job = event.job
+    return (
+        job_id is not None and job is not None and job["id"] == job_id and job["status"] in TERMINAL
+    )
 
 
 def snapshot_jobs(
-    user_id: int, active: dict[str, dict[str, Any]], job_id: str | None = None
+    user_id: int, active: dict[str, dict[str, Any]], job_id: str | None = None, pieces=False
 ) -> dict[str, Any]:
     """The user's recent jobs from the database, overlaid with newer live states, and
     ``next_before``: the cursor of ``GET /api/jobs`` for the jobs older than these
@@ -225,7 +257,6 @@ def snapshot_jobs(
     query = db.select(TrackedJob).filter_by(user_id=user_id).options(TrackedJob.with_children())
     if job_id is not None:
         query = query.filter_by(id=job_id)
-        active = {job_id: active[job_id]} if job_id in active else {}
     else:
         query = query.where(TrackedJob.parent_id.is_(None))
     rows = list(
@@ -241,6 +272,8 @@ def snapshot_jobs(
     if job_id is None:
         running = [row for row in rows if row.group_mode and row.status not in TERMINAL]
         rows += [child for row in running for child in row.children]
+    elif pieces:
+        rows += [child for row in rows for child in row.children]
     jobs = {row.id: row.to_dict() for row in rows}
     for live_id, live in active.items():
         if live_id in jobs and is_older(jobs[live_id], than=live):
