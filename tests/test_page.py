@@ -54,11 +54,10 @@ def test_ten_processes_run_to_the_end_without_a_reload(new_dashboard, alice):
     job_ids = dashboard.job_ids()
     assert len(set(job_ids)) == 10, job_ids
 
-    # Mid-run with a few rows done, so the screenshot shows every state at once.
+    # Mid-run with a few rows done, so the screenshot shows every state at once. The
+    # wait is the check: a bar read row by row afterwards may have finished meanwhile.
     page.wait_for_function(some_bar_between(1, 99, finished=3), timeout=60_000, polling=50)
-    mid_run = dashboard.percents()
     dashboard.screenshot("page-mid-run.png")
-    assert any(p is not None and 1 <= p <= 99 for p in mid_run.values()), mid_run
 
     deadline = time.monotonic() + TEN_PROCESSES_SECONDS
     for job_id in job_ids:
