@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 
 import requests
 
@@ -34,7 +35,10 @@ def test_jobs_streams_and_readiness_ride_out_failovers(service_env, make_app, tm
     env = {name: value for name, value in service_env.items() if name != "REDIS_URL"}
     # A running job's heartbeat lasts half of WORKER_DEATH_SECONDS: at the tests' 6 s, a
     # failover's few seconds let RQ take a live job for dead (its finish wins, by version).
-    rig = Rig({**env, **sentinels.env, "RQ_QUEUE": "default", "WORKER_DEATH_SECONDS": "20"})
+    # A queue of its own: the session's workers (another Redis, the same database) leave
+    # its records to its own reaper (myapp.worker.reaper).
+    queue = f"failover-{uuid.uuid4().hex[:8]}"
+    rig = Rig({**env, **sentinels.env, "RQ_QUEUE": queue, "WORKER_DEATH_SECONDS": "20"})
     watcher = watch = None
     watched = tmp_path / "watch.out"
     try:
