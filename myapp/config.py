@@ -35,6 +35,8 @@ DEFAULTS: dict[str, object] = {
     "DB_RETRY_SECONDS": 30.0,
     "PROGRESS_DB_INTERVAL": 1.0,
     "PROGRESS_MAX_RATE": 10.0,
+    #: A job's output (progress.output) is cut past this many bytes of UTF-8.
+    "OUTPUT_MAX_BYTES": 1024 * 1024,
     "STREAM_HEARTBEAT_SECONDS": 15.0,
     "STREAM_RETENTION_SECONDS": 300.0,
     "STREAM_QUEUE_SIZE": 1000,

@@ -105,3 +105,13 @@ def share_generation_key(job_id: str) -> str:
     """The job's share generation, copied from its record when its links are revoked,
     so that open watch streams end within a heartbeat (:mod:`myapp.web.share`)."""
     return f"myapp:share:{job_id}"
+
+
+def output_key(job_id: str) -> str:
+    """The text the job wrote with ``progress.output`` (:mod:`myapp.pipeline.output`)."""
+    return f"myapp:output:{job_id}"
+
+
+def output_meta_key(job_id: str) -> str:
+    """Where the job's output ends (in code points) and whether it was cut."""
+    return f"myapp:output:{job_id}:meta"

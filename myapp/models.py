@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -104,6 +105,10 @@ class TrackedJob(db.Model):
     #: The order of the job's states (:mod:`myapp.ordering`): the record keeps the
     #: newest it was given.
     version: Mapped[int] = mapped_column(BigInteger, default=FIRST)
+    #: What the job wrote with ``progress.output`` (:mod:`myapp.pipeline.output`),
+    #: at most ``PROGRESS_DB_INTERVAL`` old while it runs, whole once it ended.
+    output: Mapped[str | None] = mapped_column(Text, deferred=True)
+    output_truncated: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Grows when the owner revokes the job's share links: every link names the
     #: generation it was made in (:mod:`myapp.web.share`).
     share_generation: Mapped[int] = mapped_column(default=0, server_default="0")

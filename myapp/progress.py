@@ -33,6 +33,7 @@ from myapp.errors import JobCanceled, JobInterrupted, JobSuperseded
 from myapp.keys import cancel_key
 from myapp.ordering import FIRST, next_version
 from myapp.pipeline import lifecycle
+from myapp.pipeline import output as pipeline_output
 
 #: Seconds between checks for a cancel request.
 CANCEL_CHECK_SECONDS = 0.5
@@ -84,11 +85,31 @@ def update(done: int | None = None, total: int | None = None, message: str | Non
     job = get_current_job()
     if job is None:
         return
+    reporter = _reporter_for(job)
+    reporter.check()
+    reporter.report({"done": done, "total": total, "message": message})
+
+
+def output(text: str) -> None:
+    """Add ``text`` to the job's output (tokens, lines, a log), any amount at a time.
+
+    It goes out as ``event: output`` at most ``PROGRESS_MAX_RATE`` times a second,
+    each event with all the text since the one before, and is kept with the job
+    (:mod:`myapp.pipeline.output`), up to ``OUTPUT_MAX_BYTES``.
+    """
+    job = get_current_job()
+    if job is None:
+        return
+    reporter = _reporter_for(job)
+    reporter.check()
+    reporter.write(str(text))
+
+
+def _reporter_for(job: Job) -> _Reporter:
     reporter = _reporters.get(job.id)
     if reporter is None or reporter.job is not job:
         reporter = _reporters[job.id] = _Reporter(current_app._get_current_object(), job)
-    reporter.check()
-    reporter.report({"done": done, "total": total, "message": message})
+    return reporter
 
 
 def close(job: Job) -> None:
@@ -126,6 +147,15 @@ class _Reporter:
         self.told = GO_ON
         self.rate: float | None = None
         self.rate_point: tuple[float, int] | None = None
+        #: The job's output: what earlier runs wrote (read at this run's first
+        #: write), what this run wrote, and what it has not sent yet.
+        self.max_bytes = app.config["OUTPUT_MAX_BYTES"]
+        self.prior: str | None = None
+        self.written: list[str] = []
+        self.unsent: list[str] = []
+        self.out_bytes = self.out_sent = 0
+        self.truncated = False
+        self.out_last_sent = self.out_last_recorded = float("-inf")
         self.sender = threading.Thread(target=self._run, name="myapp-progress", daemon=True)
         self.sender.start()
 
@@ -154,8 +184,27 @@ class _Reporter:
                 self._take()  # the state as of this call goes, even if another follows
             self.changed.notify()
 
+    def write(self, text: str) -> None:
+        with self.changed:
+            if self.prior is None:  # this run's first write: go on after the earlier runs'
+                self.prior = pipeline_output.read_text(self.job.id)
+                self.out_bytes = len(self.prior.encode())
+            if self.truncated:
+                return
+            text = pipeline_output.clean(text)
+            size = len(text.encode())
+            if self.out_bytes + size > self.max_bytes:
+                room = max(self.max_bytes - self.out_bytes, 0)
+                text = text.encode()[:room].decode("utf-8", "ignore") + pipeline_output.MARKER
+                self.truncated = True
+            self.out_bytes += size
+            self.written.append(text)
+            self.unsent.append(text)
+            self.changed.notify()
+
     def close(self) -> None:
-        """Let the sender finish what the throttle let go; the rest goes into ``meta``."""
+        """Let the sender finish what the throttle let go, and all the output; the
+        rest of the state goes into ``meta``, the whole output into the record."""
         with self.changed:
             self.closed = True
             self.changed.notify()
@@ -163,6 +212,11 @@ class _Reporter:
         if self.pending:
             self.job.save_meta()
             self.pending = False
+        if self.written and self.told != SUPERSEDED:
+            pipeline_output.save(self.job.id, self._whole_output(), self.truncated)
+
+    def _whole_output(self) -> str:
+        return (self.prior or "") + "".join(self.written)
 
     def _eta(self, done: int | None, total: int | None) -> float | None:
         """Seconds left at the smoothed recent rate (not the rate since the start)."""
@@ -189,13 +243,21 @@ class _Reporter:
         with self.app.app_context():
             while True:
                 with self.changed:
-                    while not (self.closed or self.outbox) and (wait := self._wait()) != 0:
+                    while not (self.closed or self.outbox) and (wait := self._next()) != 0:
                         self.changed.wait(wait)
-                    if self.outbox is None:
-                        if self.closed:
-                            return
+                    chunk = None
+                    if self.unsent and (self.closed or self._out_wait() == 0):
+                        chunk = self._take_output()
+                    if self.outbox is None and not self.closed and self._wait() == 0:
                         self._take()
-                    (data, meta, durable), self.outbox = self.outbox, None
+                    state, self.outbox = self.outbox, None
+                if chunk is not None:
+                    self._send_output(*chunk)
+                if state is None:
+                    if self.closed and not self.unsent:
+                        return
+                    continue
+                data, meta, durable = state
                 asked = time.monotonic()
                 try:
                     answers = lifecycle.emit(self.job, data, durable, meta, also=self._ask)
@@ -226,6 +288,40 @@ class _Reporter:
         if not self.pending:
             return None
         return max(self.last_sent + self.gap - time.monotonic(), 0)
+
+    def _out_wait(self) -> float | None:
+        """As :meth:`_wait`, for the output not sent yet: its own limit."""
+        if not self.unsent:
+            return None
+        return max(self.out_last_sent + self.gap - time.monotonic(), 0)
+
+    def _next(self) -> float | None:
+        waits = [w for w in (self._wait(), self._out_wait()) if w is not None]
+        return min(waits) if waits else None
+
+    def _take_output(self) -> tuple[int, str, bool]:
+        """The output to send now, at its offset (called holding ``changed``)."""
+        text, self.unsent = "".join(self.unsent), []
+        offset = len(self.prior or "") + self.out_sent
+        self.out_sent += len(text)
+        self.out_last_sent = time.monotonic()
+        return offset, text, self.truncated
+
+    def _send_output(self, offset: int, text: str, truncated: bool) -> None:
+        try:
+            pipeline_output.emit(self.job.meta["user_id"], self.job.id, offset, text, truncated)
+            now = time.monotonic()
+            if now - self.out_last_recorded >= self.db_interval:
+                self.out_last_recorded = now
+                with self.changed:
+                    whole = self._whole_output()
+                pipeline_output.save(self.job.id, whole, truncated)
+        except Exception:  # sent with the next chunk (both or neither went: one transaction)
+            log.exception("could not send the output of job %s", self.job.id)
+            with self.changed:
+                if not self.closed:  # at the end, the record gets it whole (close)
+                    self.unsent.insert(0, text)
+                    self.out_sent -= len(text)
 
     def _take(self) -> None:
         """Take the state to send now (called holding ``changed``)."""

@@ -52,18 +52,28 @@ class Event:
     id: str
     key: tuple[int, int]
     text: bytes
+    #: The job's state, for an ``event: job``.
     job: dict[str, Any] | None
+    #: The text a job wrote, for an ``event: output``: ``{"job", "offset", "text"}``.
+    output: dict[str, Any] | None = None
 
     @classmethod
     def from_log(cls, event_id: str | bytes, encoded: str | bytes) -> Event:
         if isinstance(event_id, bytes):
             event_id = event_id.decode()
         message = decode(encoded)
-        data = message.get("data")
-        job = data if message.get("type") == "job" and isinstance(data, dict) else None
+        data = message.get("data") if isinstance(message.get("data"), dict) else None
+        job = data if message.get("type") == "job" else None
+        output = data if message.get("type") == "output" else None
         fields = {k: v for k, v in message.items() if k != "id"}
         text = str(Message(id=event_id, **fields)).encode()
-        return cls(event_id, parse_id(event_id), text, job)
+        return cls(event_id, parse_id(event_id), text, job, output)
+
+    @property
+    def job_id(self) -> str | None:
+        """The job the event is about (its state or its output)."""
+        about = self.job or self.output
+        return about.get("id", about.get("job")) if about else None
 
 
 def published(payload: bytes) -> Event:

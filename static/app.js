@@ -8,6 +8,9 @@ const POLL_MS = 3000;
 
 /** The only state: job id -> latest job JSON (a batch's items are jobs too). */
 const jobs = new Map();
+/** Each job's output as far as the page has it: job id -> { text, end } (end in code
+ * points, as the server counts offsets). */
+const outputs = new Map();
 /** The batches whose items are shown. */
 const expanded = new Set();
 /** What the page calls each kind, from the server's registry; the API keeps `kind`. */
@@ -66,6 +69,34 @@ export function mergeJob(old, job) {
   return job;
 }
 
+/** Add a piece of a job's output: in order, each character once. A piece that starts
+ * past what the page has means some were missed (a snapshot after a long absence):
+ * the rest is fetched from the API. */
+export function applyOutput(out) {
+  if (typeof out?.job !== 'string' || typeof out.text !== 'string') return;
+  const known = outputs.get(out.job) ?? { text: '', end: 0 };
+  outputs.set(out.job, known);
+  if (out.offset > known.end) {
+    if (!watching) fetchOutput(out.job, known);
+    return;
+  }
+  const chars = [...out.text];
+  if (out.offset + chars.length <= known.end) return; // had it already
+  const fresh = chars.slice(known.end - out.offset).join('');
+  known.text += fresh;
+  known.end = out.offset + chars.length;
+  showOutput(out.job, fresh);
+}
+
+async function fetchOutput(id, known) {
+  try {
+    const out = await requestJson(`/api/jobs/${encodeURIComponent(id)}/output?after=${known.end}`);
+    applyOutput({ job: id, offset: known.end, text: out.text });
+  } catch (error) {
+    showAlert(`Could not load the output: ${error.message}`);
+  }
+}
+
 function movesBackwards(oldProgress, newProgress) {
   const before = oldProgress?.percent;
   const after = newProgress?.percent;
@@ -101,6 +132,7 @@ function connect(url = '/stream') {
       showAlert(''); // an error from polling while it was down no longer holds
     });
     source.addEventListener('job', (event) => applyJob(parseJson(event.data)));
+    source.addEventListener('output', (event) => applyOutput(parseJson(event.data)));
     source.addEventListener('snapshot', (event) => {
       const snapshot = parseJson(event.data);
       applyAll(snapshot);
@@ -465,7 +497,13 @@ function createRow(job) {
   const foot = el('div', 'job-foot');
   foot.append(el('span', 'job-percent'), el('span', 'job-message'));
   const result = el('p', 'job-result');
-  row.append(head, bar, foot, el('p', 'job-error'), result);
+  // The job's output, following its end unless the reader scrolled up. Not live for
+  // screen readers: they hear the status line, not every token.
+  const output = el('pre', 'job-output', outputs.get(job.id)?.text);
+  output.hidden = !outputs.get(job.id)?.text;
+  output.tabIndex = 0;
+  output.setAttribute('aria-label', `Output of ${kindName(job)} ${job.id.slice(0, 8)}`);
+  row.append(head, bar, foot, el('p', 'job-error'), result, output);
   if (job.parent) return row; // an item is canceled and retried with its batch
   const actions = el('div', 'job-actions');
   if (!watching) {
@@ -494,6 +532,16 @@ function createRow(job) {
     row.append(items);
   }
   return row;
+}
+
+function showOutput(id, text) {
+  const row = $('jobs').querySelector(`li[data-job-id="${CSS.escape(id)}"]`);
+  const panel = row?.querySelector(':scope > .job-output');
+  if (!panel || !text) return;
+  const following = panel.hidden || panel.scrollTop + panel.clientHeight >= panel.scrollHeight - 4;
+  panel.hidden = false;
+  panel.append(text);
+  if (following) panel.scrollTop = panel.scrollHeight;
 }
 
 function actionButton(action, label, job) {

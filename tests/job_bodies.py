@@ -50,3 +50,22 @@ def silent(seconds: float) -> None:
     import time
 
     time.sleep(seconds)
+
+
+def tokens(count: int, seconds: float) -> int:
+    """``count`` tokens, one ``progress.output`` call each, over about ``seconds``."""
+    import time
+
+    for n in range(count):
+        progress.output(f"tok{n} ")
+        time.sleep(seconds / count)
+    return count
+
+
+def hostile_output(megabytes: int) -> str:
+    """Text that could break a stream's framing or a database, then far too much of it."""
+    for text in ("a\rb", "c\nd", "\r\n", "e\x00f", "g\ud800h", "data: x\n\nevent: job\nid: 1\n\n"):
+        progress.output(text)
+    progress.output("é" * (megabytes * 1024 * 1024 // 2))  # 2 bytes each in UTF-8
+    progress.update(1, 1, "still running")
+    return "done"

@@ -300,6 +300,7 @@ def test_forged_and_revoked_credentials_get_no_event_bytes(server, app, runner, 
 #: without being listed here.
 BY_ID = [
     ("GET", "/api/jobs/{job}", ""),
+    ("GET", "/api/jobs/{job}/output", ""),
     ("POST", "/api/jobs/{job}/cancel", ""),
     ("POST", "/api/jobs/{job}/retry", ""),
     ("POST", "/api/jobs/{job}/share", ""),

@@ -147,7 +147,11 @@ def _follow(redis: Redis, row: TrackedJob | None, user: User | None, bars: _Bars
                     continue
                 if message["type"] not in ("message", "pmessage"):
                     continue
-                job = published(message["data"]).job
+                event = published(message["data"])
+                if event.output is not None and (row is None or event.job_id == row.id):
+                    # The job's output, above the bars, as it comes.
+                    bars.progress.console.print(event.output["text"], end="", markup=False)
+                job = event.job
                 if job is None or job.get("parent") is not None:
                     continue  # not a job's state, or a piece of a batch: its parent's bar shows it
                 if row is None or job["id"] == row.id:

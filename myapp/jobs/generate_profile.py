@@ -26,6 +26,8 @@ from myapp.pipeline.stages import earlier_results
 
 #: The stages, in order, with their share of the parent's bar.
 WEIGHTS = {"traits": 1, "background": 2, "summary": 1}
+#: Seconds a simulated word takes to generate.
+WORD_SECONDS = 0.004
 STEPS = 10
 
 _NAMES = ["Ada", "Bram", "Cato", "Dara", "Edda", "Fenn", "Gia", "Hale", "Ines", "Joss"]
@@ -72,7 +74,7 @@ def background(name: str | None, seed: int, stage_seconds: float, fail_stage: st
     t = made["traits"]
     years = rng.randrange(3, 30)
     return {
-        "background": (
+        "background": _generate(
             f"{made['name']} grew up in {t['home']} and has worked as a {t['calling']} "
             f"for {years} years: {t['virtue']} with strangers, {t['flaw']} with friends."
         )
@@ -84,7 +86,9 @@ def summary(name: str | None, seed: int, stage_seconds: float, fail_stage: str |
     earlier = earlier_results()
     made, story = earlier["traits"], earlier["background"]["background"]
     t = made["traits"]
-    text = f"{made['name']}, a {t['virtue']} but {t['flaw']} {t['calling']} from {t['home']}."
+    text = _generate(
+        f"{made['name']}, a {t['virtue']} but {t['flaw']} {t['calling']} from {t['home']}."
+    )
     job = get_current_job()
     parent_id = job.meta["parent_id"]
     profile = db.session.scalar(db.select(Profile).filter_by(job_id=parent_id))
@@ -109,6 +113,16 @@ def _work(stage: str, seed: int, seconds: float, fail_stage: str | None) -> rand
             raise GenerationFailed(f"the generator gave up on the {stage} (simulated)")
         progress.update(step, STEPS, f"writing the {stage}")
     return random.Random(f"{seed}:{stage}")
+
+
+def _generate(text: str) -> str:
+    """Write ``text`` to the job's output word by word, as a language model streams
+    its answer (simulated: a few ms a word)."""
+    for word in text.split(" "):
+        progress.output(word + " ")
+        time.sleep(WORD_SECONDS)
+    progress.output("\n")
+    return text
 
 
 STAGES = {"traits": traits, "background": background, "summary": summary}

@@ -20,4 +20,5 @@ def run(steps: int, step_seconds: float) -> dict[str, int]:
     for step in range(1, steps + 1):
         time.sleep(step_seconds)
         progress.update(step, steps, f"step {step} of {steps}")
+        progress.output(f"step {step} of {steps} done\n")
     return {"steps": steps}

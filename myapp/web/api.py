@@ -14,6 +14,7 @@ from myapp.job_json import STATUSES
 from myapp.jobs import KINDS, control, limits
 from myapp.jobs.submit import submit, validate
 from myapp.models import TrackedJob
+from myapp.pipeline import output
 from myapp.web import share
 from myapp.web.contacts_csv import form_payload
 
@@ -129,6 +130,17 @@ def _own_job(job_id: str) -> TrackedJob:
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     return _own_job(job_id).to_dict()
+
+
+@bp.get("/jobs/<job_id>/output")
+def job_output(job_id: str):
+    """What the job wrote with ``progress.output``: ``{"text", "offset", "truncated"}``;
+    ``?after=<offset>`` gives only what follows (offsets count code points)."""
+    row = _own_job(job_id)
+    after = request.args.get("after", "0")
+    if not after.isdigit():
+        raise InvalidJob("after: an offset, a whole number from 0")
+    return output.read(row, int(after))
 
 
 @bp.post("/jobs/<job_id>/cancel")

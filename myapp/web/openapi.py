@@ -121,6 +121,33 @@ def _request_schemas() -> dict[str, Any]:
     return schemas
 
 
+def _output_path(unauthorized, not_found) -> dict[str, Any]:
+    text = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            "offset": {"type": "integer", "description": "its end, in code points"},
+            "truncated": {"type": "boolean"},
+        },
+    }
+    after = {"type": "integer", "minimum": 0}
+    return {
+        "get": {
+            "summary": "What the job wrote with progress.output",
+            "parameters": [_job_id(), _query("after", after, "only the text past this offset")],
+            "responses": {
+                "200": {
+                    "description": "the text",
+                    "content": {"application/json": {"schema": text}},
+                },
+                "400": _error("a bad offset"),
+                "401": unauthorized,
+                "404": not_found,
+            },
+        }
+    }
+
+
 def _share_paths(unauthorized, not_found) -> dict[str, Any]:
     body = {
         "type": "object",
@@ -242,6 +269,7 @@ def description() -> dict[str, Any]:
                     },
                 },  # fmt: skip
             },
+            "/api/jobs/{job_id}/output": _output_path(unauthorized, not_found),
             "/api/jobs/{job_id}/cancel": {"post": {"summary": "Cancel", **action}},
             "/api/jobs/{job_id}/retry": {"post": {"summary": "Retry", **action}},
             "/api/jobs/{job_id}/share": _share_paths(unauthorized, not_found),

@@ -232,8 +232,9 @@ def _still(holds) -> bool:
 def _wanted(event: Event, job_id: str | None, pieces: bool = False) -> bool:
     if job_id is None:
         return True
-    job = event.job
-    return job is not None and (job["id"] == job_id or (pieces and job.get("parent") == job_id))
+    if event.job_id == job_id:  # its state or its output
+        return True
+    return pieces and event.job is not None and event.job.get("parent") == job_id
 
 
 def _ends(event: Event, job_id: str | None) -> bool:
