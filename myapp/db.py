@@ -45,9 +45,6 @@ _upgraded: set[str] = set()
 
 def init_app(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["DATABASE_URL"])
-    # A pooled connection that died while idle (the database restarted, the link
-    # was cut) is found out at checkout and replaced, rather than failing a query.
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
     db.init_app(app)
     migrate.init_app(app, db)
     if app.config.get("AUTO_MIGRATE", True):

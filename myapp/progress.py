@@ -310,18 +310,23 @@ class _Reporter:
     def _send_output(self, offset: int, text: str, truncated: bool) -> None:
         try:
             pipeline_output.emit(self.job.meta["user_id"], self.job.id, offset, text, truncated)
-            now = time.monotonic()
-            if now - self.out_last_recorded >= self.db_interval:
-                self.out_last_recorded = now
-                with self.changed:
-                    whole = self._whole_output()
-                pipeline_output.save(self.job.id, whole, truncated)
         except Exception:  # sent with the next chunk (both or neither went: one transaction)
             log.exception("could not send the output of job %s", self.job.id)
             with self.changed:
                 if not self.closed:  # at the end, the record gets it whole (close)
                     self.unsent.insert(0, text)
                     self.out_sent -= len(text)
+            return
+        now = time.monotonic()
+        if now - self.out_last_recorded < self.db_interval:
+            return
+        self.out_last_recorded = now
+        with self.changed:
+            whole = self._whole_output()
+        try:  # once: a database out of reach gets it at the next interval, or whole at the end
+            pipeline_output.save(self.job.id, whole, truncated, wait=False)
+        except Exception:
+            log.exception("could not record the output of job %s", self.job.id)
 
     def _take(self) -> None:
         """Take the state to send now (called holding ``changed``)."""

@@ -5,7 +5,7 @@ as ``event: output``, ``{"job": <id>, "offset": <start>, "text": "..."}``, throu
 event log (so a reconnect with ``Last-Event-ID`` replays it exactly). Offsets count
 Unicode code points from the start of the job's output, across its runs. The database
 keeps a copy, written at most every ``PROGRESS_DB_INTERVAL`` and whole at the end, so
-the output survives Redis. ``GET /api/jobs/<id>/output`` reads whichever is newer.
+the output survives Redis. ``GET /api/jobs/<id>/output`` reads the longer of the two.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from myapp.connections import get_redis
 from myapp.db import db, ride_out
@@ -48,8 +49,9 @@ def read_text(job_id: str) -> str:
     live = get_redis().get(output_key(job_id))
     if live is not None:
         return live.decode("utf-8")
-    row = db.session.get(TrackedJob, job_id)
-    return (row.output or "") if row is not None else ""
+    with Session(db.engine) as session:  # not the job body's: it may hold work of its own
+        text = session.scalar(db.select(TrackedJob.output).filter_by(id=job_id))
+    return text or ""
 
 
 def emit(user_id: int, job_id: str, offset: int, text: str, truncated: bool) -> None:
@@ -65,22 +67,29 @@ def emit(user_id: int, job_id: str, offset: int, text: str, truncated: bool) -> 
         pipe.execute()
 
 
-def save(job_id: str, text: str, truncated: bool) -> None:
-    """Keep the job's whole output so far in its record (one UPDATE)."""
+def save(job_id: str, text: str, truncated: bool, wait: bool = True) -> None:
+    """Keep the job's whole output so far in its record (one UPDATE), in a session of
+    its own (a job body's uncommitted work is not committed with it); with ``wait``,
+    riding out a database out of reach (:func:`myapp.db.ride_out`), as at the end."""
 
     def write():
-        db.session.execute(
-            update(TrackedJob)
-            .where(TrackedJob.id == job_id)
-            .values(output=text, output_truncated=truncated)
-        )
-        db.session.commit()
+        with Session(db.engine) as session:
+            session.execute(
+                update(TrackedJob)
+                .where(TrackedJob.id == job_id)
+                .values(output=text, output_truncated=truncated)
+            )
+            session.commit()
 
-    ride_out(write, f"job {job_id}'s output")
+    if wait:
+        ride_out(write, f"job {job_id}'s output")
+    else:
+        write()
 
 
 def read(row: TrackedJob, after: int) -> dict[str, Any]:
-    """The job's output past ``after`` code points: Redis while it has it, else the record."""
+    """The job's output past ``after`` code points. Redis and the record each hold a
+    beginning of it (Redis the newer, unless it lost the text): the longer is read."""
     try:
         with get_redis().pipeline(transaction=False) as pipe:
             pipe.get(output_key(row.id))
@@ -88,8 +97,7 @@ def read(row: TrackedJob, after: int) -> dict[str, Any]:
             live, truncated = pipe.execute()
     except RedisError:  # the record holds it too, if up to PROGRESS_DB_INTERVAL old
         live = truncated = None
-    if live is not None:
+    text, cut = row.output or "", bool(row.output_truncated)
+    if live is not None and len(live.decode("utf-8")) > len(text):
         text, cut = live.decode("utf-8"), truncated is not None
-    else:
-        text, cut = row.output or "", bool(row.output_truncated)
     return {"text": text[after:], "offset": len(text), "truncated": cut}
