@@ -69,4 +69,3 @@ def hostile_output(megabytes: int) -> str:
     progress.output("é" * (megabytes * 1024 * 1024 // 2))  # 2 bytes each in UTF-8
     progress.update(1, 1, "still running")
     return "done"
-

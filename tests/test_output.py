@@ -103,4 +103,3 @@ def test_bad_offsets_and_other_users_get_clear_answers(app, server, alice, accou
     bob = accounts.create()
     answer = requests.get(f"{server}/api/jobs/{job_id}/output", headers=bob.headers, timeout=10)
     assert answer.status_code == 404
-
