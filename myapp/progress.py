@@ -43,8 +43,8 @@ RATE_SMOOTHING = 0.3
 log = logging.getLogger(__name__)
 _reporters: dict[str, _Reporter] = {}
 _interrupted = False
-#: The execution (``<job>:<id>``) this work horse runs, "" outside one.
-_execution = ""
+#: The execution (``<job>:<id>``) this work horse runs, and its worker; "" outside one.
+_execution = _worker = ""
 #: What asking Redis tells a running job (:meth:`_Reporter._ask`).
 GO_ON, CANCELED, SUPERSEDED = 0, 1, 2
 
@@ -52,26 +52,33 @@ GO_ON, CANCELED, SUPERSEDED = 0, 1, 2
 def ask_holds(pipe, job: Job, execution: str) -> None:
     """Ask, in ``pipe``, what :func:`still_holds` needs to know."""
     pipe.zscore(job.started_job_registry.key, execution)
-    pipe.hexists(job.key, "status")
+    pipe.hmget(job.key, "status", "worker_name")
 
 
-def still_holds(score, in_rq) -> bool:
-    """Whether a run still holds its job, from :func:`ask_holds`'s two answers.
+def still_holds(score, fields, worker: str) -> bool:
+    """Whether ``worker``'s run still holds its job, from :func:`ask_holds`'s answers.
 
     It does while its execution is in RQ's started registry. The reaper that takes
-    the job for dead removes that entry and leaves RQ's job, failed or retried. A job
-    RQ no longer has (no ``status``: at most the ``meta`` this run's progress wrote
-    back) was taken by nobody: Redis lost it (a restart, a failover), and its one run
-    goes on (the reaper rebuilds only a job whose record went quiet).
+    the job for dead removes that entry and leaves RQ's job failed or retried, and
+    another worker may be running it already. A job RQ no longer has (no ``status``:
+    at most the ``meta`` this run's progress wrote back) was taken by nobody: Redis
+    lost it (a restart, a failover), and its one run goes on (the reaper rebuilds
+    only a job whose record went quiet). Nor was a job this worker has just ended
+    (RQ removes the entry first, then myapp records the end).
     """
-    return score is not None or not in_rq
+    if score is not None:
+        return True
+    status, name = (value.decode() if value else None for value in fields)
+    if status is None:
+        return True
+    return status in ("started", "finished") and name == worker
 
 
-def run_as(execution: str) -> None:
-    """Called in the work horse: the execution it runs, which it holds until the
-    reaper takes the job from a worker it took for dead."""
-    global _execution
-    _execution = execution
+def run_as(execution: str, worker: str) -> None:
+    """Called in the work horse: the execution it runs (and its worker's name), which
+    it holds until the reaper takes the job from a worker it took for dead."""
+    global _execution, _worker
+    _execution, _worker = execution, worker
 
 
 def interrupt() -> None:
@@ -279,7 +286,7 @@ class _Reporter:
     def _told(answers: list) -> int:
         if answers[0]:
             return CANCELED
-        if len(answers) > 1 and not still_holds(*answers[1:3]):
+        if len(answers) > 1 and not still_holds(*answers[1:3], _worker):
             return SUPERSEDED
         return GO_ON
 

@@ -136,7 +136,7 @@ class TrackingWorker(Worker):
         """Whether this run still holds its job (:func:`myapp.progress.still_holds`)."""
         with self.connection.pipeline(transaction=False) as pipe:
             progress.ask_holds(pipe, job, execution.composite_key)
-            return progress.still_holds(*pipe.execute())
+            return progress.still_holds(*pipe.execute(), self.name)
 
     def fork_work_horse(self, job, queue):
         # A connection held across the fork would be written to by both processes
@@ -153,7 +153,7 @@ class TrackingWorker(Worker):
             pass  # not Linux: the reaper still resolves the job
         if os.getppid() != self.pid:
             os._exit(1)  # the worker died before the line above took effect
-        progress.run_as(self.execution.composite_key)
+        progress.run_as(self.execution.composite_key, self.name)
         super().main_work_horse(job, queue)
 
     def setup_work_horse_signals(self):
