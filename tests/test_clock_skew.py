@@ -53,6 +53,21 @@ def rig(service_env):
         made.stop()
 
 
+@pytest.fixture
+def watched(rig, accounts):
+    """A user of this test and their stream, its snapshot arrived; closed afterwards."""
+    user = accounts.create()
+    stream = Stream(f"{rig.base}/stream", user.headers)
+    stream.wait_for(snapshot_sent, timeout=5)
+    yield user, stream
+    stream.close()
+
+
+def one_per_clock(rig, user, params) -> list[dict]:
+    """A process_run for each worker: all are idle, so each takes one and is busy after."""
+    return [submit(rig.base, user, "process_run", params) for _ in SKEWS]
+
+
 def true_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -145,15 +160,10 @@ def test_skewed_workers_beat_on_the_shared_clock(rig):
         assert abs((beat - true_now()).total_seconds()) < 5, (found.name, beat)
 
 
-def test_progress_on_every_clock_ends_as_in_sync(rig, accounts):
-    alice = accounts.create()
-    stream = Stream(f"{rig.base}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
+def test_progress_on_every_clock_ends_as_in_sync(rig, watched):
+    alice, stream = watched
     earliest = true_now()
-    # One job for each worker: all are idle, so each takes one and is busy after.
-    jobs = [
-        submit(rig.base, alice, "process_run", {"steps": 8, "step_seconds": 0.25}) for _ in SKEWS
-    ]
+    jobs = one_per_clock(rig, alice, {"steps": 8, "step_seconds": 0.25})
     for job in jobs:
         stream.wait_for(ended(stream, job["id"]), timeout=60)
     latest = true_now()
@@ -167,18 +177,13 @@ def test_progress_on_every_clock_ends_as_in_sync(rig, accounts):
         assert record["progress"]["done"] == 8
         assert record["started_at"] <= record["ended_at"]
     assert_one_truth(rig, alice, stream, [job["id"] for job in jobs], earliest, latest)
-    stream.close()
 
 
-def test_cancel_and_retry_on_every_clock_reach_the_stream(rig, accounts):
+def test_cancel_and_retry_on_every_clock_reach_the_stream(rig, watched):
     """The web's cancel and retry are newer than a skewed worker's states, both ways."""
-    alice = accounts.create()
-    stream = Stream(f"{rig.base}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
+    alice, stream = watched
     earliest = true_now()
-    jobs = [
-        submit(rig.base, alice, "process_run", {"steps": 400, "step_seconds": 0.05}) for _ in SKEWS
-    ]
+    jobs = one_per_clock(rig, alice, {"steps": 400, "step_seconds": 0.05})
     for job in jobs:
         stream.wait_for(running(stream, job["id"]), 30)
     assert {skew_of_worker(rig, job["id"]) for job in jobs} == set(SKEWS)
@@ -206,13 +211,10 @@ def test_cancel_and_retry_on_every_clock_reach_the_stream(rig, accounts):
         stream.wait_for(heard(stream, job["id"], "canceled", marks.get(job["id"], 0)), 30)
         assert_in_order(stream, job["id"])
     assert_one_truth(rig, alice, stream, [job["id"] for job in jobs], earliest, true_now())
-    stream.close()
 
 
-def test_a_batch_and_a_sequence_across_every_clock_end_as_in_sync(rig, accounts):
-    alice = accounts.create()
-    stream = Stream(f"{rig.base}/stream", alice.headers)
-    stream.wait_for(snapshot_sent, timeout=5)
+def test_a_batch_and_a_sequence_across_every_clock_end_as_in_sync(rig, watched):
+    alice, stream = watched
     earliest = true_now()
     batch = submit(rig.base, alice, "publish_album", album(15, rejected={4}, latency_ms=200))
     sequence = submit(rig.base, alice, "generate_profile", {"stage_seconds": 0.3, "name": "Ada"})
@@ -234,4 +236,3 @@ def test_a_batch_and_a_sequence_across_every_clock_end_as_in_sync(rig, accounts)
         assert api(rig, alice, job_id)["status"] in TERMINAL
         assert_in_order(stream, job_id)
     assert_one_truth(rig, alice, stream, [batch["id"], sequence["id"]], earliest, latest)
-    stream.close()

