@@ -12,6 +12,9 @@ What RQ holds after the kill, and what resolves it:
 - **lost by Redis** (restarted empty, or a failover dropped its last writes): the
   job is rebuilt from its record (:func:`myapp.jobs.control.rebuild`), or fails
   saying why it cannot be.
+- **a place under a user's running limit kept by a job that ended** (a failover
+  dropped the release the job's end made): the user's held jobs would wait for RQ's
+  maintenance; the place is freed and the oldest of them goes to the queue.
 
 Every worker calls :func:`reap` often; a lock lets one of them work per interval.
 A reaper looks only at the records of its own queue (``TrackedJob.queue``; a record
@@ -28,6 +31,7 @@ from flask import current_app
 from redis import Redis
 from rq.executions import ExecutionRegistry
 from rq.queue import Queue
+from rq.rate_limit import RateLimitRegistry
 from sqlalchemy import or_
 
 from myapp import clock, job_json
@@ -80,6 +84,7 @@ def reap(queue: Queue, interval: float, force: bool = False) -> None:
         return
     quiet = interval * QUIET_INTERVALS
     put_back_taken(queue, quiet)
+    free_kept_places(redis)
     registry = queue.started_job_registry
     now = clock.time()
     expired = registry.get_expired_job_ids(now)
@@ -141,6 +146,22 @@ def put_back_taken(queue: Queue, quiet: float) -> list[str]:
             current_app.logger.warning("job %s: its worker died before starting it", job_id)
             put_back.append(job_id)
     return put_back
+
+
+def free_kept_places(redis: Redis) -> None:
+    """Free the places under running limits that jobs no longer queued or running
+    hold, for the users who have jobs held back (RQ's own cleanup, which its
+    maintenance runs only every ``WORKER_DEATH_SECONDS``)."""
+    registries = RateLimitRegistry.all(redis)
+    if not registries:
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        for registry in registries:
+            pipe.zcard(registry.rate_limited_key)
+        held = pipe.execute()
+    for registry, count in zip(registries, held, strict=True):
+        if count:
+            registry.cleanup()
 
 
 def _resolve(job_id: str, quiet: float, stale: datetime) -> None:
