@@ -24,6 +24,11 @@ COUNTED = ("queued", "started", "finished", "failed", "canceled", "skipped")
 #: RQ statuses that a parent counts as another (waiting ones are ``queued``).
 _COUNTED_AS = {"scheduled": "queued", "deferred": "queued", "stopped": "canceled"}
 
+#: What the API's answers and the snapshot add to a job's state when they read it:
+#: its place in line (:mod:`myapp.pipeline.line`) and whether it wrote output. Not
+#: part of the state, so not in its events.
+READ_TIME = ("queue", "has_output")
+
 _ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 

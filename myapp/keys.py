@@ -115,3 +115,18 @@ def output_key(job_id: str) -> str:
 def output_meta_key(job_id: str) -> str:
     """Where the job's output ends (in code points) and whether it was cut."""
     return f"myapp:output:{job_id}:meta"
+
+
+def line_starts_key(queue_name: str) -> str:
+    """When workers started the queue's jobs in the last minute (:mod:`myapp.pipeline.line`)."""
+    return f"myapp:line:{queue_name}:starts"
+
+
+def line_lock_key(queue_name: str) -> str:
+    """Held for a second by the web process that moves the queue's line this second."""
+    return f"myapp:line:{queue_name}:lock"
+
+
+def line_key(channel: str) -> str:
+    """The places in line last sent to the user, so an unchanged line is not sent again."""
+    return f"{channel}:line"

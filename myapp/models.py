@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from myapp import job_json
@@ -109,6 +109,9 @@ class TrackedJob(db.Model):
     #: at most ``PROGRESS_DB_INTERVAL`` old while it runs, whole once it ended.
     output: Mapped[str | None] = mapped_column(Text, deferred=True)
     output_truncated: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Whether the record holds any output, read with the row (not the text): the page
+    #: offers to show an ended job's output only when there is some.
+    has_output: Mapped[bool] = column_property(output.column.is_not(None))
     #: Grows when the owner revokes the job's share links: every link names the
     #: generation it was made in (:mod:`myapp.web.share`).
     share_generation: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -172,6 +175,11 @@ class TrackedJob(db.Model):
             data["children"] = [child.id for child in self.children]
             data["counts"] = job_json.counts(child.status for child in self.children)
         return data
+
+    def to_answer(self) -> dict[str, Any]:
+        """The job as the API and the snapshot answer: its state, and whether it wrote
+        output. (Its place in line is read from Redis: :func:`myapp.pipeline.line.annotate`.)"""
+        return {**self.to_dict(), "has_output": self.has_output}
 
     @staticmethod
     def with_children():

@@ -11,6 +11,10 @@ const jobs = new Map();
 /** Each job's output as far as the page has it: job id -> { text, end } (end in code
  * points, as the server counts offsets). */
 const outputs = new Map();
+/** Each queued job's place in line: job id -> { position, eta_seconds }. Places move
+ * while jobs do not change, so they come apart from the jobs' states: as `queue` in
+ * the API's answers and the snapshot, and live as `event: queue`. */
+const places = new Map();
 /** The batches whose items are shown. */
 const expanded = new Set();
 /** What the page calls each kind, from the server's registry; the API keeps `kind`. */
@@ -40,8 +44,14 @@ const scheduleRender = createBatcher(renderJobs);
 export function applyJob(job) {
   if (!job?.id) return;
   const old = jobs.get(job.id);
+  const placed = 'queue' in job && (!old || (job.version ?? 0) >= (old.version ?? 0));
+  if (placed) applyPlace(job.id, job.queue);
   const merged = mergeJob(old, job);
-  if (!merged) return;
+  if (!merged) {
+    if (placed) scheduleRender(job.id);
+    return;
+  }
+  if (merged.status !== 'queued') places.delete(job.id);
   jobs.set(job.id, merged);
   // Terminal states are announced for whole jobs, not for each item of a batch.
   if (old && !merged.parent && !TERMINAL.has(old.status) && TERMINAL.has(merged.status)) {
@@ -67,6 +77,36 @@ export function mergeJob(old, job) {
     return { ...job, progress: old.progress };
   }
   return job;
+}
+
+/** The user's line moved: `{ jobs: { <id>: { position, eta_seconds } } }`. */
+function applyLine(data) {
+  for (const [id, place] of Object.entries(data?.jobs ?? {})) {
+    if (jobs.get(id)?.status !== 'queued') continue;
+    applyPlace(id, place);
+    scheduleRender(id);
+  }
+}
+
+function applyPlace(id, place) {
+  if (Number.isInteger(place?.position) && place.position > 0) places.set(id, place);
+  else places.delete(id);
+}
+
+/** "3rd in line · starts in about 20 s", or "3rd in line" with no estimate yet. */
+export function placeText(place) {
+  const where = `${ordinal(place.position)} in line`;
+  const eta = place.eta_seconds;
+  if (typeof eta !== 'number' || !(eta >= 0)) return where;
+  if (eta < 60) return `${where} · starts in about ${Math.max(5, Math.ceil(eta / 5) * 5)} s`;
+  return `${where} · starts in about ${Math.round(eta / 60)} min`;
+}
+
+/** 1st, 2nd, 3rd, 4th … 11th, 12th, 13th … 21st, 22nd, 23rd. */
+export function ordinal(n) {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' }[n % 10] ?? 'th');
+  return `${n}${suffix}`;
 }
 
 /** Add a piece of a job's output: in order, each character once. A piece that starts
@@ -133,6 +173,7 @@ function connect(url = '/stream') {
     });
     source.addEventListener('job', (event) => applyJob(parseJson(event.data)));
     source.addEventListener('output', (event) => applyOutput(parseJson(event.data)));
+    source.addEventListener('queue', (event) => applyLine(parseJson(event.data)));
     source.addEventListener('snapshot', (event) => {
       const snapshot = parseJson(event.data);
       applyAll(snapshot);
@@ -307,6 +348,7 @@ async function onRowAction(event) {
   if (!button) return;
   const id = button.closest('li.job').dataset.jobId;
   if (button.dataset.action === 'share') return shareJob(id, button);
+  if (button.dataset.action === 'output') return loadOutput(id, button);
   button.disabled = true;
   showAlert('');
   try {
@@ -343,6 +385,19 @@ async function shareJob(id, button) {
   } catch (error) {
     showAlert(`Could not share the job: ${error.message}`);
   }
+}
+
+/** Shows an ended job's output, which the page had not seen live. */
+async function loadOutput(id, button) {
+  showAlert('');
+  button.disabled = true;
+  const known = outputs.get(id) ?? { text: '', end: 0 };
+  outputs.set(id, known);
+  await fetchOutput(id, known);
+  button.disabled = false;
+  if (!known.text) return; // failed (the alert says why) or empty: the button stays
+  button.hidden = true;
+  button.closest('li.job').querySelector(':scope > .job-output').focus();
 }
 
 /**
@@ -515,6 +570,7 @@ function createRow(job) {
       actionButton('cancel', 'Cancel', job),
       actionButton('retry', 'Retry', job),
       actionButton('share', 'Share', job),
+      actionButton('output', 'Show output', job),
       link,
     );
   }
@@ -571,6 +627,9 @@ function updateRow(row, job) {
   const cancelFocused = document.activeElement === cancel;
   cancel.hidden = TERMINAL.has(job.status);
   row.querySelector('.action-retry').hidden = !['failed', 'canceled', 'stopped'].includes(job.status);
+  // An ended job's output is not sent again: the page loads it when asked (after a reload).
+  row.querySelector('.action-output').hidden =
+    !(TERMINAL.has(job.status) && job.has_output && !outputs.get(job.id)?.text);
   if (cancelFocused && cancel.hidden) rowFocus(row).focus();
 }
 
@@ -635,9 +694,12 @@ function valueText(job, percent, working) {
   return detail ? `${head} — ${detail}` : head;
 }
 
-/** The message, with the time left while running or the wait before a retry. */
+/** The message, with the time left while running, the place in line while queued,
+ * or the wait before a retry. */
 function detailText(job) {
   const message = job.progress?.message ?? '';
+  const place = job.status === 'queued' ? places.get(job.id) : null;
+  if (place) return placeText(place);
   const eta = job.status === 'started' ? job.progress?.eta_seconds : null;
   if (typeof eta === 'number') return `${message}${message ? ' · ' : ''}about ${Math.ceil(eta)} s left`;
   if (job.retry) {

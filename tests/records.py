@@ -8,7 +8,14 @@ import json
 from redis import Redis
 
 from myapp.db import db
+from myapp.job_json import READ_TIME
 from myapp.models import TrackedJob, User
+
+
+def state_of(answer: dict) -> dict:
+    """A job as the API or a snapshot answered it, without what answers add to its
+    state (``myapp.job_json.READ_TIME``): what its events carry."""
+    return {name: value for name, value in answer.items() if name not in READ_TIME}
 
 
 def id_of(account) -> int:

@@ -45,6 +45,7 @@ def test_start_a_job(app, client, alice):
     fetched = client.get(f"/api/jobs/{job['id']}", headers=alice.headers)
     assert fetched.status_code == 200
     assert fetched.json["id"] == job["id"]
+    assert fetched.json["has_output"] is False  # nothing ran yet
 
 
 def test_list_is_newest_first_and_only_mine(client, accounts, alice):

@@ -26,6 +26,7 @@ from rq.serializers import JSONSerializer
 from myapp.job_json import TERMINAL, parse_time
 from tests.conftest import wait_until
 from tests.jobs import album, submit
+from tests.records import state_of
 from tests.rig import Rig, skewed
 from tests.sse_client import Stream, ended, last, snapshot_sent
 
@@ -119,7 +120,7 @@ def assert_in_order(stream, job_id):
 def assert_one_truth(rig, account, stream, job_ids, earliest, latest):
     """Each job's record, its last event, a replay and a snapshot are the same JSON;
     its times are true ones (a skewed worker's own clock would put them 30 s off)."""
-    records = {job_id: api(rig, account, job_id) for job_id in job_ids}
+    records = {job_id: state_of(api(rig, account, job_id)) for job_id in job_ids}
     for job_id, record in records.items():
         assert record == last(stream, job_id)
         for name in ("created_at", "started_at", "ended_at", "updated_at"):
@@ -136,7 +137,7 @@ def assert_one_truth(rig, account, stream, job_ids, earliest, latest):
         assert not snapshot_sent(with_replay.events)  # a replay, not a snapshot
         fresh.wait_for(snapshot_sent, timeout=5)
         snapshot = next(e.json() for e in fresh.events if e.type == "snapshot")
-        in_snapshot = {job["id"]: job for job in snapshot["jobs"] if job["id"] in records}
+        in_snapshot = {j["id"]: state_of(j) for j in snapshot["jobs"] if j["id"] in records}
         assert in_snapshot == records
     finally:
         with_replay.close()

@@ -64,15 +64,15 @@ def test_the_filter_shows_only_its_jobs_older_ones_included(dashboard, app, alic
     dashboard.sign_in(alice)
     page = dashboard.page
     expect(dashboard.rows).to_have_count(SNAPSHOT_LIMIT)
-    page.get_by_label("Show").select_option("failed")
+    page.get_by_label("Show", exact=True).select_option("failed")
     shown = page.locator("#jobs > li.job:visible")
     expect(shown).to_have_count(2)
     assert [row.get_attribute("data-job-id") for row in shown.all()] == [failed[0], failed[2]]
     expect(shown.first.locator(".job-error")).to_have_text("boom")
-    page.get_by_label("Show").select_option("active")
+    page.get_by_label("Show", exact=True).select_option("active")
     expect(shown).to_have_count(0)
     expect(page.get_by_text("No jobs to show here.")).to_be_visible()
-    page.get_by_label("Show").select_option("")
+    page.get_by_label("Show", exact=True).select_option("")
     expect(shown).to_have_count(SNAPSHOT_LIMIT + 2)  # the canceled one is not loaded yet
     page.get_by_role("button", name="Load older jobs").click()
     expect(shown).to_have_count(SNAPSHOT_LIMIT + 3)

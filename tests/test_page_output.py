@@ -3,6 +3,7 @@ the reader scrolled to."""
 
 from __future__ import annotations
 
+import requests
 from playwright.sync_api import expect
 
 from tests.jobs import start
@@ -25,4 +26,21 @@ def test_the_output_panel_follows_a_job_until_the_reader_scrolls_up(new_dashboar
     lines = panel.inner_text().splitlines()
     assert lines == [f"step {n} of 60 done" for n in range(1, 61)]  # each once, in order
     assert panel.get_attribute("aria-live") is None  # screen readers hear the status line
+    assert dashboard.errors == []
+
+
+def test_an_ended_jobs_output_is_shown_after_a_reload_when_asked(new_dashboard, server, alice):
+    dashboard = new_dashboard().sign_in(alice)
+    job = start(server, alice, steps=5, step_seconds=0)
+    dashboard.expect_finished(job["id"], timeout=30_000)
+    answer = requests.get(f"{server}/api/jobs/{job['id']}", headers=alice.headers, timeout=10)
+    assert answer.json()["has_output"] is True
+    dashboard.reload()  # an ended job's output is not in the snapshot
+    row = dashboard.row(job["id"])
+    panel = row.locator(":scope > .job-output")
+    expect(panel).to_be_hidden()
+    row.get_by_role("button", name=f"Show output Simulated process {job['id'][:8]}").click()
+    expect(panel).to_be_focused()
+    assert panel.inner_text().splitlines() == [f"step {n} of 5 done" for n in range(1, 6)]
+    expect(row.locator(".action-output")).to_be_hidden()
     assert dashboard.errors == []

@@ -11,6 +11,7 @@ import requests
 from myapp import job_json
 from tests.conftest import wait_until
 from tests.jobs import album, start, submit
+from tests.records import state_of
 from tests.sse_client import Stream, ended, snapshot_sent
 
 
@@ -44,7 +45,7 @@ def test_a_link_shows_the_job_live_to_anyone_until_its_end(server, alice):
         (snapshot,) = [e.json() for e in watch.events if e.type == "snapshot"]
         assert [j["id"] for j in snapshot["jobs"]] == [job["id"]]
         record = requests.get(f"{server}/api/jobs/{job['id']}", headers=alice.headers).json()
-        assert watch.job_events(job["id"])[-1] == record
+        assert watch.job_events(job["id"])[-1] == state_of(record)
     finally:
         watch.close()
     page = requests.get(url, headers={"Accept": "text/html"}, timeout=10)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from flask import current_app
@@ -26,7 +27,7 @@ from myapp.db import db, ride_out
 from myapp.keys import channel_for
 from myapp.models import TrackedJob
 from myapp.ordering import is_older, new_version
-from myapp.pipeline import aggregate, event_log
+from myapp.pipeline import aggregate, event_log, line
 from myapp.pipeline.aggregate import fold
 from myapp.pipeline.counters import job_ended
 from myapp.pipeline.parent import parent_state
@@ -48,7 +49,9 @@ def job_changed(
     """
     job.meta["version"] = new_version(get_redis(), job.id, after=job.meta.get("version", 0))
     data = job_json.from_rq(job, status=status, error=error, result=result, retry=retry)
-    emit(job, data, durable=True)
+    # A start moves the line: the rate the places' estimates come from (myapp.pipeline.line).
+    started = partial(line.count_start, queue_name=job.origin, job_id=job.id)
+    emit(job, data, durable=True, also=started if status == "started" else None)
     logs.job_changed(data, job.meta["user_id"])
 
 

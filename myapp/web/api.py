@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, current_app, request
 from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import tuple_
@@ -14,7 +14,7 @@ from myapp.job_json import STATUSES
 from myapp.jobs import KINDS, control, limits
 from myapp.jobs.submit import submit, validate
 from myapp.models import TrackedJob
-from myapp.pipeline import output
+from myapp.pipeline import line, output
 from myapp.web import share
 from myapp.web.contacts_csv import form_payload
 
@@ -50,7 +50,10 @@ def list_jobs():
     if parent_id is not None:
         _own_job(parent_id)
         query = query.filter_by(parent_id=parent_id).order_by(TrackedJob.position)
-        return {"jobs": [row.to_dict() for row in db.session.scalars(query)], "next_before": None}
+        return {
+            "jobs": _placed([row.to_answer() for row in db.session.scalars(query)]),
+            "next_before": None,
+        }
     limit = _limit(request.args.get("limit"))
     query = query.where(TrackedJob.parent_id.is_(None))
     if "status" in request.args:
@@ -71,7 +74,13 @@ def list_jobs():
     ).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"jobs": [row.to_dict() for row in rows], "next_before": rows[-1].id if more else None}
+    jobs = _placed([row.to_answer() for row in rows])
+    return {"jobs": jobs, "next_before": rows[-1].id if more else None}
+
+
+def _placed(jobs: list[dict]) -> list[dict]:
+    """The jobs with their places in line (``queue``), read now: they move by the second."""
+    return line.annotate(get_redis(), current_app.config["RQ_QUEUE"], current_user.id, jobs)
 
 
 def _limit(value: str | None) -> int:
@@ -129,7 +138,7 @@ def _own_job(job_id: str) -> TrackedJob:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    return _own_job(job_id).to_dict()
+    return _placed([_own_job(job_id).to_answer()])[0]
 
 
 @bp.get("/jobs/<job_id>/output")

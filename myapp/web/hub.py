@@ -48,6 +48,7 @@ class Hub:
         renew: Callable[[dict[str, list[str]]], None] | None = None,
         heartbeat: float = 15.0,
         figures: WebFigures | None = None,
+        every_second: Callable[[], object] | None = None,
     ):
         self.redis = redis
         self.pattern = pattern
@@ -59,6 +60,9 @@ class Hub:
         self.heartbeat = heartbeat
         #: Where the lag of the events the hub writes itself is counted.
         self.figures = figures
+        #: Called once a second while the hub runs: moving the users' places in line
+        #: (:class:`myapp.pipeline.line.Line`).
+        self.every_second = every_second
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.delivered = 0
         self.dropped = 0
@@ -124,6 +128,8 @@ class Hub:
             self._ready.clear()
         threading.Thread(target=self._run, name="myapp-hub", daemon=True).start()
         threading.Thread(target=self._tick, name="myapp-heartbeat", daemon=True).start()
+        if self.every_second is not None:
+            threading.Thread(target=self._each_second, name="myapp-line", daemon=True).start()
 
     def _run(self) -> None:
         while True:
@@ -155,6 +161,13 @@ class Hub:
                 self.renew({channel: [s.id for s in ss if s.id] for channel, ss in local.items()})
             except Exception:  # keep renewing: a lapsed lease only frees a place
                 log.exception("could not renew the streams' leases")
+
+    def _each_second(self) -> None:
+        while not self._closed.wait(1.0):
+            try:
+                self.every_second()
+            except Exception:  # Redis away for a while: the next second tries again
+                log.exception("the once-a-second task failed")
 
     def _listen(self) -> None:
         pattern = published_on(self.redis, self.pattern)

@@ -83,6 +83,19 @@ def _job_schemas() -> dict[str, Any]:
                     "type": "object",
                     "properties": {name: {"type": "integer"} for name in counted},
                 },
+                "queue": {
+                    "type": ["object", "null"],
+                    "description": "a queued job's place in line, read when answered (not"
+                    " in the stream's job events: event: queue moves it); null otherwise",
+                    "properties": {
+                        "position": {"type": "integer", "minimum": 1},
+                        "eta_seconds": {"type": ["integer", "null"]},
+                    },
+                },
+                "has_output": {
+                    "type": "boolean",
+                    "description": "whether the job wrote output (GET /api/jobs/{job_id}/output)",
+                },
             },
         },
         "JobList": {

@@ -32,7 +32,8 @@ from myapp.jobs import limits
 from myapp.keys import active_key, channel_for
 from myapp.models import TrackedJob
 from myapp.ordering import is_older
-from myapp.pipeline import event_log
+from myapp.pipeline import event_log, line
+from myapp.pipeline.line import Line
 from myapp.web import metrics
 from myapp.web.hub import Hub
 from myapp.web.sockets import takes_direct_writes
@@ -72,6 +73,9 @@ class UserStream(ServerSentEventsBlueprint):
                 renew=partial(limits.renew_streams, self.redis, limits.stream_lease_seconds()),
                 heartbeat=config["STREAM_HEARTBEAT_SECONDS"],
                 figures=metrics.WebFigures(self.redis),
+                every_second=Line(
+                    self.redis, config["RQ_QUEUE"], config["STREAM_RETENTION_SECONDS"]
+                ).tick,
             )
         return extensions["myapp.web.hub"]
 
@@ -163,6 +167,8 @@ class UserStream(ServerSentEventsBlueprint):
             return b"".join(texts), sent, False
         cut, active = event_log.snapshot_cut(self.redis, channel)
         snapshot = snapshot_jobs(user_id, active, job_id, pieces)
+        queue_name = current_app.config["RQ_QUEUE"]
+        snapshot["jobs"] = line.annotate(self.redis, queue_name, user_id, snapshot["jobs"])
         ended = any(job["id"] == job_id and job["status"] in TERMINAL for job in snapshot["jobs"])
         snapshot = str(Message(snapshot, type="snapshot", id=cut)).encode()
         return snapshot, parse_id(cut), ended
@@ -275,10 +281,10 @@ def snapshot_jobs(
         rows += [child for row in running for child in row.children]
     elif pieces:
         rows += [child for row in rows for child in row.children]
-    jobs = {row.id: row.to_dict() for row in rows}
+    jobs = {row.id: row.to_answer() for row in rows}
     for live_id, live in active.items():
         if live_id in jobs and is_older(jobs[live_id], than=live):
-            jobs[live_id] = live
+            jobs[live_id] = {**live, "has_output": jobs[live_id]["has_output"]}
     ordered = sorted(jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
     return {"jobs": ordered, "next_before": next_before}
 
