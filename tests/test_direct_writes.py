@@ -34,7 +34,7 @@ class Waiting:
         self.ours = gevent.socket.socket(fileno=ours.detach())  # as the worker's sockets are
         if sndbuf:
             self.ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.subscriber = Subscriber(Hub(None, "*", 8), "c", SendFirst(self.ours), 8, direct)
+        self.subscriber = Subscriber(Hub(None, 8), "c", SendFirst(self.ours), 8, direct)
         self.got = []
         self.thread = threading.Thread(target=lambda: self.got.append(self.subscriber.get()))
         self.thread.start()

@@ -9,36 +9,90 @@ import pytest
 from redis import Redis
 
 from myapp.connections import FAILOVER_ERRORS, UntilDeadline
-from myapp.keys import COUNTERS, GAP, channel_for, log_key
+from myapp.keys import COUNTERS, GAP, channel_for, log_key, published_on
 from myapp.pipeline import event_log
 from myapp.web.hub import Hub
 from myapp.web.subscriber import CLOSE
 from myapp.wire import parse_id
+from tests.conftest import wait_until
 from tests.records import user_id
 from tests.slow_link import slow_link
 from tests.sse_client import Stream, snapshot_sent
 
 
-def pattern_subscribers(redis: Redis) -> int:
-    """Web processes subscribe by pattern; RQ workers' own command channels do not.
-
-    Only clients of the tests' Redis database count: the server may be shared.
-    """
+def holding(redis: Redis, channels: list[str]) -> int:
+    """How many connections of the tests' Redis database are subscribed to at least
+    as many channels as ``channels`` holds (RQ workers hold one each)."""
     db = redis.connection_pool.connection_kwargs.get("db", 0)
-    return sum(1 for c in redis.client_list() if int(c["psub"]) and int(c["db"]) == db)
+    return sum(
+        1 for c in redis.client_list() if int(c["sub"]) >= len(channels) and int(c["db"]) == db
+    )
 
 
-def test_two_hundred_streams_share_one_subscription(server, redis_url, accounts):
+def subscribed(redis: Redis, channel: str) -> int:
+    """How many connections Redis sends the channel's events to."""
+    ((_, count),) = redis.pubsub_numsub(published_on(redis, channel))
+    return count
+
+
+def test_two_hundred_streams_share_one_subscription(app, server, redis_url, accounts):
     redis = Redis.from_url(redis_url)
     users = [accounts.create() for _ in range(25)]  # 8 streams each: the test cap
     streams = [Stream(f"{server}/stream", users[i % 25].headers) for i in range(200)]
     try:
         for stream in streams:
             stream.wait_for(snapshot_sent, timeout=20)
-        assert pattern_subscribers(redis) == 1  # one web process
+        channels = [channel_for(user_id(app, user)) for user in users]
+        assert [subscribed(redis, channel) for channel in channels] == [1] * 25
+        assert holding(redis, channels) == 1  # one web process, one connection
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_a_process_is_sent_only_the_channels_of_its_open_streams(redis_url):
+    redis = Redis.from_url(redis_url)
+    hub = Hub(Redis.from_url(redis_url), queue_size=10)
+    mine, other = (channel_for(f"{name}-{uuid.uuid4().hex[:8]}") for name in ("mine", "other"))
+    try:
+        first = hub.subscribe(mine, sock=None)
+        second = hub.subscribe(mine, sock=None)  # the same channel: one subscription
+        assert (subscribed(redis, mine), subscribed(redis, other)) == (1, 0)
+        event_log.append(redis, other, {"data": "not sent here"}, 60)
+        sent = event_log.append(redis, mine, {"data": "here"}, 60).decode()
+        assert first.queue.get(timeout=10).id == second.queue.get(timeout=10).id == sent
+        hub.unsubscribe(first)
+        hub.unsubscribe(second)
+        event_log.append(redis, mine, {"data": "nobody's"}, 60)  # the hub reads, and lets go
+        wait_until(lambda: subscribed(redis, mine) == 0, 5)
+        again = hub.subscribe(mine, sock=None)  # subscribed anew when a stream needs it
+        later = event_log.append(redis, mine, {"data": "again"}, 60).decode()
+        assert again.queue.get(timeout=10).id == later
+        assert again.queue.empty()
+    finally:
+        hub.close()
+
+
+def test_streams_that_come_and_go_at_once_miss_no_event(redis_url):
+    """Opened while the hub lets its channel go, or just after: once ``subscribe``
+    returns, the stream gets every event."""
+    redis = Redis.from_url(redis_url)
+    hub = Hub(Redis.from_url(redis_url), queue_size=10)
+    channel = channel_for(f"churn-{uuid.uuid4().hex[:8]}")
+    try:
+        for n in range(60):
+            subscriber = hub.subscribe(channel, sock=None)
+            sent = event_log.append(redis, channel, {"data": f"{n}"}, 60).decode()
+            # It may get an event from just before as well (a stream skips those by id).
+            received = [subscriber.queue.get(timeout=10).id]
+            if received[-1] != sent:
+                received.append(subscriber.queue.get(timeout=10).id)
+            assert received[-1] == sent, (n, received)
+            hub.unsubscribe(subscriber)
+            if n % 3:  # the hub reads this with no stream open: it lets the channel go
+                event_log.append(redis, channel, {"data": "between"}, 60)
+    finally:
+        hub.close()
 
 
 def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
@@ -77,7 +131,7 @@ def test_events_that_arrive_in_pieces_do_not_cost_the_subscription(redis_url):
     every stream of the process."""
     redis = Redis.from_url(redis_url)
     with slow_link(redis_url) as slow_url:
-        hub = Hub(Redis.from_url(slow_url), channel_for("*"), queue_size=100)
+        hub = Hub(Redis.from_url(slow_url), queue_size=100)
         subscriber = hub.subscribe(channel_for("pieces"), sock=None)
         with redis.pipeline(transaction=False) as pipe:
             for n in range(5):
@@ -101,7 +155,7 @@ def test_deployments_on_two_databases_of_one_server_stay_apart(redis_url):
         Redis.from_url(urlparse(redis_url)._replace(path=f"/{n}").geturl()) for n in (db, db + 1)
     )
     channel = channel_for("apart")
-    hub = Hub(ours, channel_for("*"), queue_size=10)
+    hub = Hub(ours, queue_size=10)
     subscriber = hub.subscribe(channel, sock=None)
     try:
         event_log.append(theirs, channel, {"data": "theirs"}, 60)
@@ -154,12 +208,12 @@ def test_a_lost_subscription_ends_the_streams_and_distrusts_the_logs(redis_url, 
     name = f"hub-{uuid.uuid4().hex[:8]}"
     redis = Redis.from_url(redis_url)
     retry = {"retry": UntilDeadline(5), "retry_on_error": list(FAILOVER_ERRORS)} if retried else {}
-    hub = Hub(Redis.from_url(redis_url, client_name=name, **retry), channel_for("*"), 100)
+    hub = Hub(Redis.from_url(redis_url, client_name=name, **retry), 100)
     try:
         subscriber = hub.subscribe(channel_for("gap"), sock=None)
         seen = event_log.append(redis, subscriber.channel, {"data": "before"}, 60).decode()
         assert subscriber.queue.get(timeout=10).id == seen
-        (ours,) = [c for c in redis.client_list() if c["name"] == name and int(c["psub"])]
+        (ours,) = [c for c in redis.client_list() if c["name"] == name and int(c["sub"])]
         redis.client_kill_filter(_id=ours["id"])
         assert subscriber.queue.get(timeout=10) is CLOSE
         # A stream opened now waits for the new subscription, made once the gap is marked.

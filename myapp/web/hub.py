@@ -1,9 +1,16 @@
 """One Redis subscriber per web process, fanning events out to its open streams.
 
 Stock flask-sse opens a pub/sub connection per browser tab. Here each process
-holds one pattern subscription to every user channel. The events of a channel
-read together are formatted once and handed to every local stream of that
+holds one pub/sub connection, subscribed to the channels of the users who have a
+stream open on it, and to nothing else: Redis sends a process only the events it
+has a stream for, so adding processes adds capacity for events. The events of a
+channel read together are formatted once and handed to every local stream of that
 channel (a :class:`myapp.web.subscriber.Subscriber`), as one batch.
+
+Only the listening thread uses the connection. A stream that needs a channel not
+yet subscribed asks for it and wakes the thread (a message on the hub's own
+channel); the thread subscribes and, once Redis confirms, lets the stream go on.
+A channel whose last stream closed is let go the same way.
 
 Under load, messages pile up between two reads, so each stream gets more
 events per write and the cost per event falls as the rate rises.
@@ -19,6 +26,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -43,7 +51,6 @@ class Hub:
     def __init__(
         self,
         redis: Redis,
-        pattern: str,
         queue_size: int,
         renew: Callable[[dict[str, list[str]]], None] | None = None,
         heartbeat: float = 15.0,
@@ -51,7 +58,6 @@ class Hub:
         every_second: Callable[[], object] | None = None,
     ):
         self.redis = redis
-        self.pattern = pattern
         self.queue_size = queue_size
         #: Called every ``heartbeat`` seconds with the open streams' ids by
         #: channel, to keep their leases (see :func:`myapp.jobs.limits.renew_streams`).
@@ -64,6 +70,13 @@ class Hub:
         #: (:class:`myapp.pipeline.line.Line`).
         self.every_second = every_second
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        #: The channels the listening thread was asked to subscribe to, each with the
+        #: event that Redis confirmed it (the thread's own record: :meth:`_follow`).
+        self._listening: dict[str, threading.Event] = {}
+        #: Channels whose streams came or went since the thread last looked.
+        self._changed: list[str] = []
+        #: The hub's own channel, which wakes the listening thread.
+        self._own = f"myapp:hub:{uuid.uuid4().hex}"
         self.delivered = 0
         self.dropped = 0
         self._lock = threading.Lock()
@@ -93,6 +106,15 @@ class Hub:
         subscriber = Subscriber(self, channel, sock, self.queue_size, direct)
         with self._lock:
             self.subscribers[channel].add(subscriber)
+            confirmed = self._listening.get(channel)
+            if confirmed is None:
+                confirmed = self._listening[channel] = threading.Event()
+                self._changed.append(channel)
+        if not confirmed.is_set():
+            self._wake()
+            if not confirmed.wait(timeout):
+                self.unsubscribe(subscriber)
+                raise RedisError("the event subscription is not available")
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -102,13 +124,15 @@ class Hub:
                 local.discard(subscriber)
                 if not local:
                     del self.subscribers[subscriber.channel]
+                    self._changed.append(subscriber.channel)  # let go at the next read
 
     def close(self) -> None:
         """Stop listening and end every stream: a hub must not outlive its test."""
         self._closed.set()
-        # Wakes the listening thread, which then sees it is closed; other hubs
-        # have no stream on this channel and pass it by.
-        self.redis.publish(published_on(self.redis, self.pattern.replace("*", "")), b"")
+        self._wake()  # the listening thread then sees it is closed
+
+    def _wake(self) -> None:
+        self.redis.publish(published_on(self.redis, self._own), b"")
 
     def count_sent(self, published_ms: list[int], streams: int = 1) -> None:
         """Count events just written to this many streams (by the hub or a stream)."""
@@ -170,27 +194,78 @@ class Hub:
                 log.exception("the once-a-second task failed")
 
     def _listen(self) -> None:
-        pattern = published_on(self.redis, self.pattern)
-        prefix = len(pattern) - len(self.pattern)  # the database number's part of the name
+        own = published_on(self.redis, self._own)
+        prefix = len(own) - len(self._own)  # the database number's part of the names
         pubsub = self.redis.pubsub()
+        with self._lock:  # a new connection: every channel is subscribed anew
+            self._listening = {}
+            self._changed = []
+        sent: set[str] = set()  # the channels this connection asked Redis for
         try:
-            pubsub.psubscribe(pattern)
+            pubsub.subscribe(own)
             while not self._closed.is_set():
                 # One message, then those already arriving: under load they pile
                 # up, and each stream gets them in one write, not one each.
                 messages = [next_message(pubsub, wait=None)]
                 while len(messages) < READ_MOST and (more := next_message(pubsub, wait=0)):
                     messages.append(more)
-                if any(m and m["type"] == "psubscribe" for m in messages):
-                    if self._lost or self._ready.is_set():
-                        # Subscribed again: by this loop, or by redis-py on its own
-                        # after a reconnect (to a new primary, through Sentinel).
-                        self._resubscribed()
-                    self._ready.set()
-                arrived = [m for m in messages if m and m["type"] == "pmessage"]
-                self._dispatch([(m["channel"][prefix:], m["data"]) for m in arrived])
+                arrived = []
+                for m in messages:
+                    if m is None:
+                        continue
+                    if m["type"] == "message":
+                        arrived.append((m["channel"][prefix:], m["data"]))
+                    elif m["type"] == "subscribe":
+                        self._subscribed(
+                            m["channel"][prefix:].decode(), own_channel=m["channel"] == own.encode()
+                        )
+                self._dispatch(arrived)
+                self._follow(pubsub, sent)
         finally:
             pubsub.close()
+
+    def _subscribed(self, channel: str, own_channel: bool) -> None:
+        """Redis confirmed a subscription: the hub's own (the connection is made, or
+        made again by redis-py on its own, after a reconnect to a new primary through
+        Sentinel, say), or a stream's channel."""
+        if own_channel:
+            if self._lost or self._ready.is_set():
+                self._resubscribed()
+            self._ready.set()
+            return
+        with self._lock:
+            confirmed = self._listening.get(channel)
+        if confirmed is not None:
+            confirmed.set()
+
+    def _follow(self, pubsub, sent: set[str]) -> None:
+        """Subscribe to the channels streams now need, and let go of those none needs.
+        A channel is let go only once Redis confirmed it: the next confirmation of a
+        channel is then always the one asked for last."""
+        with self._lock:
+            if not self._changed:
+                return
+            changed, self._changed = self._changed, []
+            wanted, unwanted = [], []
+            for channel in dict.fromkeys(changed):
+                confirmed = self._listening.get(channel)
+                if channel in self.subscribers:
+                    if channel not in sent:
+                        wanted.append(channel)
+                elif channel not in sent:
+                    self._listening.pop(channel, None)  # its stream left before it was asked
+                elif confirmed is None or confirmed.is_set():
+                    self._listening.pop(channel, None)
+                    unwanted.append(channel)
+                else:
+                    self._changed.append(channel)  # after its confirmation
+        database = published_on(self.redis, "")
+        if wanted:
+            pubsub.subscribe(*(database + channel for channel in wanted))
+            sent.update(wanted)
+        if unwanted:
+            pubsub.unsubscribe(*(database + channel for channel in unwanted))
+            sent.difference_update(unwanted)
 
     def _resubscribed(self) -> None:
         """Back after a loss: what was published meanwhile never arrived, and the log

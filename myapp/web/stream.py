@@ -68,7 +68,6 @@ class UserStream(ServerSentEventsBlueprint):
             config = current_app.config
             extensions["myapp.web.hub"] = Hub(
                 self.redis,
-                channel_for("*"),
                 config["STREAM_QUEUE_SIZE"],
                 renew=partial(limits.renew_streams, self.redis, limits.stream_lease_seconds()),
                 heartbeat=config["STREAM_HEARTBEAT_SECONDS"],
