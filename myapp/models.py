@@ -17,14 +17,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Update,
+    case,
     false,
+    update,
 )
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from myapp import job_json
 from myapp.db import db
-from myapp.ordering import FIRST
+from myapp.ordering import FIRST, version_of
 
 
 class User(UserMixin, db.Model):
@@ -186,22 +189,37 @@ class TrackedJob(db.Model):
         """The loader option that lets :meth:`to_dict` list a parent's children."""
         return selectinload(TrackedJob.children)
 
-    def apply(self, job: dict[str, Any]) -> None:
-        """Copy a newer job state (as from :func:`myapp.job_json.job_json`) into the row."""
+    @staticmethod
+    def record(job: dict[str, Any]) -> Update:
+        """The UPDATE that writes a job state (as from :func:`myapp.job_json.job_json`)
+        into its row, unless the row holds a newer one (:mod:`myapp.ordering`).
+
+        One statement of one shape, whatever the state: SQLAlchemy compiles it once
+        per process, and a worker compiles it before it forks its work horses
+        (:meth:`myapp.worker.tracking.TrackingWorker.register_birth`)."""
         progress = job["progress"]
-        self.status = job["status"]
-        self.version = job["version"]
-        self.state = job
-        self.progress_done = progress["done"]
-        self.progress_total = progress["total"]
-        self.progress_message = progress["message"]
-        self.started_at = job_json.parse_time(job["started_at"])
-        self.ended_at = job_json.parse_time(job["ended_at"])
-        self.updated_at = job_json.parse_time(job["updated_at"])
-        self.error = job["error"]
-        self.result = job["result"]
-        if self.group_mode:
-            self.progress_percent = progress["percent"]
+        percent = case(
+            (TrackedJob.group_mode.is_not(None), progress["percent"]),
+            else_=TrackedJob.progress_percent,
+        )  # a plain job's comes from done and total
+        return (
+            update(TrackedJob)
+            .where(TrackedJob.id == job["id"], TrackedJob.version <= version_of(job))
+            .values(
+                status=job["status"],
+                version=job["version"],
+                state=job,
+                progress_done=progress["done"],
+                progress_total=progress["total"],
+                progress_message=progress["message"],
+                progress_percent=percent,
+                started_at=job_json.parse_time(job["started_at"]),
+                ended_at=job_json.parse_time(job["ended_at"]),
+                updated_at=job_json.parse_time(job["updated_at"]),
+                error=job["error"],
+                result=job["result"],
+            )
+        )
 
 
 class Upload(db.Model):

@@ -19,14 +19,13 @@ from flask import current_app
 from redis.client import Pipeline
 from rq.job import Job
 from rq.results import Result
-from sqlalchemy.orm import Session
 
 from myapp import job_json, logs
 from myapp.connections import drop_job, get_queue, get_redis
 from myapp.db import db, ride_out
 from myapp.keys import channel_for
 from myapp.models import TrackedJob
-from myapp.ordering import is_older, new_version
+from myapp.ordering import new_version
 from myapp.pipeline import aggregate, event_log, line
 from myapp.pipeline.aggregate import fold
 from myapp.pipeline.counters import job_ended
@@ -111,24 +110,33 @@ def emit(
 
 
 def record(data: dict[str, Any]) -> None:
-    """Write the job's state in a session of its own: a job body's uncommitted work
+    """Write the job's state in a transaction of its own: a job body's uncommitted work
     (see :mod:`myapp.steps`) must not be committed along with it. A database out of
     reach for a while delays the write (:func:`myapp.db.ride_out`), rather than lose it."""
     ride_out(lambda: _record(data), f"record of job {data['id']}")
 
 
+def compile_record() -> None:
+    """Compile the record's UPDATE in this process (it writes no row): work horses
+    forked from it then use it as it is, rather than each compile it again."""
+    nobody = job_json.job_json(
+        id="", kind="", status="queued", version=0, done=None, total=None, message=None,
+        created_at=None, started_at=None, ended_at=None, updated_at=None, error=None,
+        result=None,
+    )  # fmt: skip
+    with db.engine.begin() as connection:
+        connection.execute(TrackedJob.record(nobody))
+
+
 def _record(data: dict[str, Any]) -> None:
-    with Session(db.engine) as session:
-        row = session.get(TrackedJob, data["id"])
-        if row is None:
-            current_app.logger.warning("job %s has no database record", data["id"])
+    # No row changes when a newer state came first: a parent's, aggregated in another
+    # process, or one the web wrote (a cancel) while this was on its way (myapp.ordering).
+    with db.engine.begin() as connection:
+        if connection.execute(TrackedJob.record(data)).rowcount:
             return
-        if is_older(data, than=row.version):
-            # A newer state came first: a parent's, aggregated in another process, or
-            # one the web wrote (a cancel) while this was on its way (myapp.ordering).
-            return
-        row.apply(data)
-        session.commit()
+        found = connection.scalar(db.select(TrackedJob.id).filter_by(id=data["id"]))
+    if found is None:
+        current_app.logger.warning("job %s has no database record", data["id"])
 
 
 def publish(user_id: int, data: dict[str, Any]) -> None:

@@ -102,6 +102,7 @@ class TrackingWorker(Worker):
         # Its first heartbeat is already on the shared clock (myapp.clock).
         clock.maybe_sync(self.connection)
         super().register_birth()
+        lifecycle.compile_record()
 
     def heartbeat(self, timeout=None, pipeline=None):
         super().heartbeat(timeout, pipeline)
