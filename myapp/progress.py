@@ -162,9 +162,15 @@ class _Reporter:
         self.unsent: list[str] = []
         self.out_bytes = self.out_sent = 0
         self.truncated = False
-        self.out_last_sent = self.out_last_recorded = float("-inf")
+        self.out_last_sent = float("-inf")
         self.sender = threading.Thread(target=self._run, name="myapp-progress", daemon=True)
         self.sender.start()
+        #: Records the output a thread of its own, so that a database slow to take a
+        #: write (SQLite's one writer, under a hundred jobs) delays only the record,
+        #: never the live text: started at the first write, told by ``to_record``.
+        self.recorder: threading.Thread | None = None
+        self.to_record = threading.Event()
+        self.recorder_stop = threading.Event()
 
     def check(self) -> None:
         """Raise when the job must stop. Each send asks Redis along with it; a job
@@ -196,6 +202,10 @@ class _Reporter:
             if self.prior is None:  # this run's first write: go on after the earlier runs'
                 self.prior = pipeline_output.read_text(self.job.id)
                 self.out_bytes = len(self.prior.encode())
+                self.recorder = threading.Thread(
+                    target=self._record_output, name="myapp-output", daemon=True
+                )
+                self.recorder.start()
             if self.truncated:
                 return
             text = pipeline_output.clean(text)
@@ -216,6 +226,10 @@ class _Reporter:
             self.closed = True
             self.changed.notify()
         self.sender.join()
+        if self.recorder is not None:  # the whole output is recorded below: it stops first
+            self.recorder_stop.set()
+            self.to_record.set()
+            self.recorder.join()
         if self.pending:
             self.job.save_meta()
             self.pending = False
@@ -324,16 +338,25 @@ class _Reporter:
                     self.unsent.insert(0, text)
                     self.out_sent -= len(text)
             return
-        now = time.monotonic()
-        if now - self.out_last_recorded < self.db_interval:
-            return
-        self.out_last_recorded = now
-        with self.changed:
-            whole = self._whole_output()
-        try:  # once: a database out of reach gets it at the next interval, or whole at the end
-            pipeline_output.save(self.job.id, whole, truncated, wait=False)
-        except Exception:
-            log.exception("could not record the output of job %s", self.job.id)
+        self.to_record.set()
+
+    def _record_output(self) -> None:
+        """Keep the output sent so far in the record, at most every ``PROGRESS_DB_INTERVAL``
+        (:meth:`close` records it whole at the end)."""
+        with self.app.app_context():
+            while True:
+                self.to_record.wait()
+                if self.recorder_stop.is_set() or self.told == SUPERSEDED:
+                    return
+                self.to_record.clear()
+                with self.changed:
+                    whole, truncated = self._whole_output(), self.truncated
+                try:  # once: a database out of reach gets it next time, or whole at the end
+                    pipeline_output.save(self.job.id, whole, truncated, wait=False)
+                except Exception:
+                    log.exception("could not record the output of job %s", self.job.id)
+                if self.recorder_stop.wait(self.db_interval):
+                    return
 
     def _take(self) -> None:
         """Take the state to send now (called holding ``changed``)."""
