@@ -442,13 +442,14 @@ def render(results: dict) -> str:
         ".venv/bin/python -m bench --quick   # a smoke run of a few minutes, written to "
         "bench/results/quick.md",
         ".venv/bin/python -m bench --streams 100,1000 --systems stock,myapp,bare --duration 8",
-        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity); the others are taken",
-        "# from the newest full run in bench/results/:",
+        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity,output); the others are",
+        "# taken from the newest full run in bench/results/:",
         ".venv/bin/python -m bench --scenarios enqueue,page",
         ".venv/bin/python -m bench --scenarios workers --worker-kinds simple,worker,pool",
         ".venv/bin/python -m bench --scenarios enqueue --enqueue-systems rq,myapp-postgres "
         "--enqueue-concurrency 1,8",
         ".venv/bin/python -m bench --scenarios capacity --capacity-steps 2500,5000,10000",
+        ".venv/bin/python -m bench --scenarios output --output-jobs 100 --output-streams 1000",
         ".venv/bin/python -m bench --render bench/results/<run>.json   # rewrite this file only",
         ".venv/bin/python -m bench --help",
         "```",
@@ -479,7 +480,7 @@ def render(results: dict) -> str:
     if results.get("fanout"):
         section, judged = fanout_sections(results["fanout"], fan_opts)
         goal_lines += goals(judged, fan_opts, results["fanout"].get("bursts", []))
-    for key in ("capacity", "jobs", "workers", "page", "enqueue"):
+    for key in ("capacity", "jobs", "workers", "page", "enqueue", "output"):
         if results.get(key) and key in sections.GOALS:
             goal_lines += sections.GOALS[key](results[key])
     if goal_lines:
