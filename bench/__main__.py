@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import capacity, enqueue, fanout, jobs, output, page, report, servers, workers
+from bench import capacity, carried, enqueue, fanout, jobs, output, page, report, servers, workers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC = servers.ROOT / "docs" / "benchmarks.md"
@@ -356,7 +356,8 @@ def main(argv: list[str]) -> int:
 
 def merge_earlier(results: dict) -> None:
     """Fill in the scenarios this run left out from the newest full run that has them,
-    so that docs/benchmarks.md always shows every scenario (each says which run)."""
+    so that docs/benchmarks.md always shows every scenario (each says which run); one
+    that no raw figures have keeps what docs/benchmarks.md shows (:mod:`bench.carried`)."""
     for path in sorted(RESULTS.glob("*.json"), reverse=True):
         if path.stem.endswith("-quick"):
             continue
@@ -373,6 +374,12 @@ def merge_earlier(results: dict) -> None:
                 "load": f"{earlier['load_start']} / {earlier['load_end']}",
             }
             results.setdefault("earlier", {})[key] = source
+    missing = [key for key in SCENARIOS if key not in results]
+    if missing and DOC.exists():
+        shown = carried.from_document(DOC.read_text())
+        kept = {key: shown[key] for key in missing if key in shown}
+        if kept:
+            results["kept"] = kept
 
 
 class Overdue(BaseException):
