@@ -244,22 +244,26 @@ def _drain(clients: list[LineProc], expected: int, limit: float) -> int:
 # -- delivery --------------------------------------------------------------------
 
 
-def published_outputs(redis, users: list[dict]) -> tuple[list[int], array]:
-    """``event: output`` events in each user's event log, and every token's seconds from
-    its stamp to its event's entry (the Redis clock of the XADD): the part of the latency
-    spent before Redis had the token."""
+def published_outputs(redis, users: list[dict]) -> tuple[list[int], int, array]:
+    """``event: output`` events in each user's event log; how many of them repeat a
+    job's offset (the same text logged twice); and every token's seconds from its stamp
+    to its event's entry (the Redis clock of the XADD): the part of the latency spent
+    before Redis had the token."""
     from myapp.keys import channel_for, log_key
 
-    counts, lags = [], array("d")
+    counts, seen, repeats, lags = [], set(), 0, array("d")
     stamp = re.compile(STAMP.encode())
     for user in users:
         entries = redis.client.xrange(log_key(channel_for(user["id"])))
         outputs = [(i, f[b"m"]) for i, f in entries if b'"type":"output"' in f[b"m"]]
         counts.append(len(outputs))
         for entry_id, message in outputs:
+            data = json.loads(message)["data"]
+            repeats += (data["job"], data["offset"]) in seen
+            seen.add((data["job"], data["offset"]))
             logged = int(entry_id.split(b"-")[0]) / 1000
             lags.extend([logged - float(t) for t in stamp.findall(message)])
-    return counts, lags
+    return counts, repeats, lags
 
 
 def job_results(app, ids: list[str]) -> list[dict]:
@@ -323,7 +327,7 @@ def deliver_myapp(opts, myapp: dict, users: list[dict], workdir: Path, db_path: 
         statuses = jobs.wait_terminal(app, ids, opts.seconds * 4 + 120)
         window_end = time.time()
         window_count = sum(a["count"] for a in _ask_all(clients, "count"))
-        published, to_redis = published_outputs(redis, users)
+        published, repeated, to_redis = published_outputs(redis, users)
         per_user = per_user_counts(opts.streams, len(users))
         expected = sum(p * n for p, n in zip(published, per_user, strict=True))
         _drain(clients, expected, opts.drain)
@@ -349,6 +353,7 @@ def deliver_myapp(opts, myapp: dict, users: list[dict], workdir: Path, db_path: 
         "start_delay": max((r["started"] for r in spans), default=t0) - t0,
         "writing_seconds": last - first,
         "published": sum(published),
+        "repeated": repeated,
         "published_per_s": sum(published) / max(last - first, 1e-9),
         "expected": expected,
         "window_count": window_count,
@@ -437,7 +442,7 @@ def _log_run(opts: OutputOptions, run: dict) -> None:
         f"  output {run['system']}: {run['published_per_s']:,.0f} events/s published, "
         f"{run['delivered_per_s']:,.0f} delivered/s ({run['delivered_fraction']:.0%} by the "
         f"end of the drain), token p50 {fmt_ms(lat['p50'])} p99 {fmt_ms(lat['p99'])} "
-        f"({lat['n']:,} stamps), closed {run['closed']}"
+        f"({lat['n']:,} stamps), closed {run['closed']}, {run.get('repeated', 0)} repeated"
         + (f"; token → Redis p99 {fmt_ms(run['to_redis']['p99'])}" if "to_redis" in run else "")
     )
 

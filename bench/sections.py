@@ -690,6 +690,13 @@ def output_section(res: dict) -> list[str]:
             f"{to_redis['p99'] * 1000:,.0f} ms is the p99 from the stamp to the event log: "
             f"{where}.",
         ]
+    if mine.get("repeated"):
+        lines += [
+            "",
+            f"{mine['repeated']:,} of myapp's {mine['published']:,} output events repeat an "
+            "offset of their job already logged (the same text sent twice); the page skips "
+            "what it has.",
+        ]
     errors = mine.get("server_errors") or {}
     if errors:
         lines += [
