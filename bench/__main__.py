@@ -1,7 +1,7 @@
 """``python -m bench``: run the benchmarks and write docs/benchmarks.md.
 
 The default run (fan-out at 100, 1,000 and 5,000 streams and job overhead, then
-worker classes, enqueue path, latency to the page and capacity) stops by itself
+worker classes, enqueue path, latency to the page, capacity and output streams) stops by itself
 within about twenty minutes: no fan-out or job run starts once its share of
 ``--budget`` is spent, and each later scenario has an allowance of its own
 (``ALLOWANCES``); what was skipped is written in the report. ``--scenarios``
@@ -22,14 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import capacity, enqueue, fanout, jobs, page, report, servers, workers
+from bench import capacity, carried, enqueue, fanout, jobs, output, page, report, servers, workers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC = servers.ROOT / "docs" / "benchmarks.md"
 #: Every scenario, in the order of the default run.
-SCENARIOS = ["fanout", "jobs", "workers", "enqueue", "page", "capacity"]
+SCENARIOS = ["fanout", "jobs", "workers", "enqueue", "page", "capacity", "output"]
 #: Seconds after which no new run of these scenarios starts (full size; --quick: a third).
-ALLOWANCES = {"workers": 420.0, "enqueue": 240.0, "page": 150.0, "capacity": 420.0}
+ALLOWANCES = {
+    "workers": 420.0,
+    "enqueue": 240.0,
+    "page": 150.0,
+    "capacity": 420.0,
+    "output": 180.0,
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -121,6 +127,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--probe-seconds", type=float, help="seconds of /healthz probing per probe (default 5)"
     )
+    parser.add_argument("--output-jobs", type=int, help="jobs writing output at once (100)")
+    parser.add_argument("--output-streams", type=int, help="streams watching them (1000)")
+    parser.add_argument("--output-rate", type=float, help="tokens a second per job (200)")
+    parser.add_argument("--output-seconds", type=float, help="seconds each job writes (10)")
+    parser.add_argument(
+        "--output-workers", type=int, help="rq worker-pool members (default: one per job)"
+    )
+    parser.add_argument("--panels", type=int, help="output panels filled in the page (10)")
+    parser.add_argument(
+        "--panel-bytes", type=int, help="characters written into each panel (100000)"
+    )
     parser.add_argument(
         "--budget", type=float, help="seconds the fan-out and job scenarios may take (default 600)"
     )
@@ -162,12 +179,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "page_repeats": 1 if quick else 3,
         "capacity_steps": [500, 1000] if quick else [2500, 5000, 10000],
         "probe_seconds": 2.0 if quick else 5.0,
+        "output_jobs": 10 if quick else 100,
+        "output_streams": 100 if quick else 1000,
+        "output_rate": 50.0 if quick else 200.0,
+        "output_seconds": 3.0 if quick else 10.0,
+        "panels": 2 if quick else 10,
+        "panel_bytes": 20_000 if quick else 100_000,
         "budget": 150.0 if quick else 600.0,
         "output": RESULTS / "quick.md" if quick else DOC,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.output_workers is None:
+        args.output_workers = args.output_jobs
     return args
 
 
@@ -294,6 +319,27 @@ def main(argv: list[str]) -> int:
                 log=log,
             )
             results["capacity"] = capacity.run(copts, workdir, db_path, users)
+        if "output" in args.scenarios:
+            log(
+                f"output streams: {args.output_jobs} jobs × {args.output_rate:g} tokens/s, "
+                f"{args.output_streams} streams"
+            )
+            oopts = output.OutputOptions(
+                jobs=args.output_jobs,
+                users=args.users,
+                streams=args.output_streams,
+                rate=args.output_rate,
+                seconds=args.output_seconds,
+                workers=args.output_workers,
+                write_jobs=3 if args.quick else 10,
+                write_seconds=2.0 if args.quick else 5.0,
+                panels=args.panels,
+                panel_bytes=args.panel_bytes,
+                drain=2.0 if args.quick else 5.0,
+                deadline=time.monotonic() + allowance["output"],
+                log=log,
+            )
+            results["output"] = output.run(oopts, workdir, db_path, users)
     results["elapsed"] = time.monotonic() - started
     results["load_end"] = report.load_average()
     results["machine"] = report.machine(results["redis_version"])
@@ -310,7 +356,8 @@ def main(argv: list[str]) -> int:
 
 def merge_earlier(results: dict) -> None:
     """Fill in the scenarios this run left out from the newest full run that has them,
-    so that docs/benchmarks.md always shows every scenario (each says which run)."""
+    so that docs/benchmarks.md always shows every scenario (each says which run); one
+    that no raw figures have keeps what docs/benchmarks.md shows (:mod:`bench.carried`)."""
     for path in sorted(RESULTS.glob("*.json"), reverse=True):
         if path.stem.endswith("-quick"):
             continue
@@ -327,6 +374,12 @@ def merge_earlier(results: dict) -> None:
                 "load": f"{earlier['load_start']} / {earlier['load_end']}",
             }
             results.setdefault("earlier", {})[key] = source
+    missing = [key for key in SCENARIOS if key not in results]
+    if missing and DOC.exists():
+        shown = carried.from_document(DOC.read_text())
+        kept = {key: shown[key] for key in missing if key in shown}
+        if kept:
+            results["kept"] = kept
 
 
 class Overdue(BaseException):

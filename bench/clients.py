@@ -19,6 +19,11 @@ SSE streams speak plain HTTP/1.1 (gunicorn answers chunked; the chunk-size lines
 never match). The bare subscribers speak RESP (``SUBSCRIBE``) directly rather than
 through ``redis.asyncio``, so the floor pays the same client cost per event as
 the SSE systems; ``"client": "redis-py"`` uses ``redis.asyncio`` instead.
+
+The output benchmark (:mod:`bench.output`) counts events by a mark of their own
+(``"event_mark"``, e.g. ``event:output``) and reads many stamps per event (its
+tokens', by the ``"stamp"`` pattern); with ``"sample": k`` only every k-th stream of
+each user reads them, so that the clients keep up with the tokens of 1,000 streams.
 """
 
 from __future__ import annotations
@@ -37,25 +42,45 @@ TS = re.compile(rb'"ts": ?([0-9]+\.[0-9]+)')
 
 
 class Recorder:
-    def __init__(self):
+    """Counts events (each stamp, or each ``event_mark``) and the stamps' latencies."""
+
+    def __init__(self, stamp: bytes | None = None, event_mark: bytes | None = None):
         self.recording = False
         self.count = 0
+        self.stamps = 0
         self.latencies = array("d")
+        self.stamp = re.compile(stamp) if stamp else TS
+        self.event_mark = event_mark
 
-    def feed(self, body: bytes, now: float) -> None:
+    def feed(self, body: bytes, now: float, timed: bool = True) -> None:
         if not self.recording:
             return
-        stamps = TS.findall(body)
+        if self.event_mark:
+            self.count += body.count(self.event_mark)
+            if not timed:
+                return
+        stamps = self.stamp.findall(body)
         if stamps:
-            self.count += len(stamps)
+            self.stamps += len(stamps)
+            if not self.event_mark:
+                self.count += len(stamps)
             self.latencies.extend([now - float(s) for s in stamps])
 
 
 class Stream(asyncio.Protocol):
     """One connection; ``request`` is sent on connect, ``end`` marks a complete event."""
 
-    def __init__(self, client: Client, request: bytes, end: bytes, http: bool, ready_mark: bytes):
+    def __init__(
+        self,
+        client: Client,
+        request: bytes,
+        end: bytes,
+        http: bool,
+        ready_mark: bytes,
+        timed: bool = True,
+    ):
         self.client = client
+        self.timed = timed
         self.request = request
         self.end = end
         self.http = http
@@ -97,7 +122,7 @@ class Stream(asyncio.Protocol):
         body, self.carry = data[:cut], data[cut:]
         if not self.ready.done() and self.ready_mark in body:
             self.ready.set_result(True)
-        self.client.recorder.feed(body, now)
+        self.client.recorder.feed(body, now, self.timed)
 
     def connection_lost(self, exc):
         self.closed = True
@@ -109,7 +134,10 @@ class Stream(asyncio.Protocol):
 class Client:
     def __init__(self, config: dict):
         self.config = config
-        self.recorder = Recorder()
+        mark = config.get("event_mark")
+        self.recorder = Recorder(
+            config.get("stamp", "").encode() or None, mark.encode() if mark else None
+        )
         self.streams: list[Stream | None] = [None] * config["n"]
         self.closed = 0
         self.bytes = 0
@@ -118,7 +146,7 @@ class Client:
     def _spec(self, i: int) -> tuple[bytes, bytes, bool, bytes]:
         """What stream ``i`` sends, how its events end, and what says it is ready."""
         users = self.config["users"]
-        user = users[(self.config.get("offset", 0) + i) % len(users)]
+        user = users[self._index(i) % len(users)]
         if self.config["kind"] == "bare":
             channel = user["channel"].encode()
             request = b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(channel), channel)
@@ -128,6 +156,13 @@ class Client:
             headers += f"Authorization: Bearer {user['token']}\r\n"
         request = f"GET {user['path']} HTTP/1.1\r\n{headers}\r\n".encode()
         return request, b"\n\n", True, self.config.get("ready_mark", "").encode()
+
+    def _index(self, i: int) -> int:
+        return self.config.get("offset", 0) + i
+
+    def _timed(self, i: int) -> bool:
+        """Whether stream ``i`` reads its events' stamps: every ``sample``-th of each user."""
+        return self._index(i) // len(self.config["users"]) % self.config.get("sample", 1) == 0
 
     async def open(self) -> dict:
         started = time.monotonic()
@@ -143,7 +178,7 @@ class Client:
             nonlocal failed
             async with limit:
                 request, end, http, mark = self._spec(i)
-                stream = Stream(self, request, end, http, mark)
+                stream = Stream(self, request, end, http, mark, self._timed(i))
                 try:
                     source = sources[i % len(sources)]
                     local = (source, 0) if source else None
@@ -218,7 +253,7 @@ class Client:
                 return await self.open_redis_py()
             return await self.open()
         if name == "start":
-            self.recorder.count = 0
+            self.recorder.count = self.recorder.stamps = 0
             self.recorder.latencies = array("d")
             self.recorder.recording = True
             return {"ok": True}
@@ -236,6 +271,7 @@ class Client:
                 self.recorder.latencies.tofile(out)
             return {
                 "count": self.recorder.count,
+                "stamps": self.recorder.stamps,
                 "closed": self.closed,
                 "open": self.open_count(),
                 "cpu": self.usage(),

@@ -69,3 +69,19 @@ def counted(mode: str = "steps", steps: int = 10, seconds: float = 1.0) -> dict:
     time.sleep(0.15)
     sent = roundtrips.snapshot() - before
     return {"calls": calls, "sent": dict(sent)}
+
+
+def streamer(rate: float = 200.0, seconds: float = 10.0, size: int = 0) -> dict:
+    """``rate`` tokens a second for ``seconds`` through ``progress.output``, each token
+    ``t=<time.time() of its call>`` (the output benchmark reads it back on arrival),
+    padded to ``size`` characters as a line when ``size`` is given; a late token goes
+    at once, so a busy host writes the same tokens, later."""
+    count = round(rate * seconds)
+    pad = "x" * max(size - 21, 0) + "\n" if size else ""
+    began, start = time.time(), time.monotonic()
+    for k in range(count):
+        wait = start + k / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        progress.output(f"t={time.time():.6f} {pad}")
+    return {"tokens": count, "started": began, "ended": time.time()}

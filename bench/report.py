@@ -442,13 +442,14 @@ def render(results: dict) -> str:
         ".venv/bin/python -m bench --quick   # a smoke run of a few minutes, written to "
         "bench/results/quick.md",
         ".venv/bin/python -m bench --streams 100,1000 --systems stock,myapp,bare --duration 8",
-        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity); the others are taken",
-        "# from the newest full run in bench/results/:",
+        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity,output); the others are",
+        "# taken from the newest full run in bench/results/:",
         ".venv/bin/python -m bench --scenarios enqueue,page",
         ".venv/bin/python -m bench --scenarios workers --worker-kinds simple,worker,pool",
         ".venv/bin/python -m bench --scenarios enqueue --enqueue-systems rq,myapp-postgres "
         "--enqueue-concurrency 1,8",
         ".venv/bin/python -m bench --scenarios capacity --capacity-steps 2500,5000,10000",
+        ".venv/bin/python -m bench --scenarios output --output-jobs 100 --output-streams 1000",
         ".venv/bin/python -m bench --render bench/results/<run>.json   # rewrite this file only",
         ".venv/bin/python -m bench --help",
         "```",
@@ -468,10 +469,13 @@ def render(results: dict) -> str:
     from bench import sections  # it uses this module's helpers
 
     earlier = results.get("earlier", {})
-    if earlier:
+    kept = results.get("kept", {})
+    if earlier or kept:
         lines += [
             "Some sections come from an earlier run (the suite fills in the scenarios a run "
-            "left out from the newest full run that has them); each says so under its heading.",
+            "left out from the newest full run that has them, or keeps them as this document "
+            "showed them when no raw figures in `bench/results/` have them); each says so under "
+            "its heading.",
             "",
         ]
     goal_lines: list[str] = []
@@ -479,9 +483,13 @@ def render(results: dict) -> str:
     if results.get("fanout"):
         section, judged = fanout_sections(results["fanout"], fan_opts)
         goal_lines += goals(judged, fan_opts, results["fanout"].get("bursts", []))
-    for key in ("capacity", "jobs", "workers", "page", "enqueue"):
+    elif "fanout" in kept:
+        goal_lines += kept["fanout"]["goals"]
+    for key in ("capacity", "jobs", "workers", "page", "enqueue", "output"):
         if results.get(key) and key in sections.GOALS:
             goal_lines += sections.GOALS[key](results[key])
+        elif key in kept:
+            goal_lines += kept[key]["goals"]
     if goal_lines:
         lines += ["## Goals", ""] + goal_lines + [""]
     if results.get("fanout"):
@@ -551,9 +559,13 @@ def render(results: dict) -> str:
                 "Skipped for the time budget: " + ", ".join(results["fanout"]["skipped"]) + ".",
                 "",
             ]
+    elif "fanout" in kept:
+        lines += ["## Fan-out", "", *_kept(kept["fanout"])]
     if results.get("jobs"):
         lines += ["## Job overhead", "", *_provenance(earlier.get("jobs")), JOBS_INTRO, ""]
         lines += jobs_section(results["jobs"]) + [""]
+    elif "jobs" in kept:
+        lines += ["## Job overhead", "", *_kept(kept["jobs"])]
     for key, title in sections.TITLES.items():
         if results.get(key):
             lines += [f"## {title}", "", *_provenance(earlier.get(key))]
@@ -561,6 +573,8 @@ def render(results: dict) -> str:
             skipped = results[key].get("skipped")
             if skipped:
                 lines += [f"Skipped for the time budget: {skipped}.", ""]
+        elif key in kept:
+            lines += [f"## {title}", "", *_kept(kept[key])]
     if results.get("notes"):
         lines += ["## Notes", ""] + results["notes"] + [""]
     lines += ["## Fixes, before and after", "", FIXES.read_text().strip(), ""]
@@ -569,6 +583,11 @@ def render(results: dict) -> str:
 
 #: Kept by hand: what each missed goal was traced to, and the runs before and after.
 FIXES = Path(__file__).with_name("fixes.md")
+
+
+def _kept(kept: dict) -> list[str]:
+    """A section as an earlier document showed it (:mod:`bench.carried`)."""
+    return [*kept["source"], "", *kept["section"], ""]
 
 
 def _provenance(source: dict | None) -> list[str]:

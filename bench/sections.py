@@ -1,4 +1,4 @@
-"""The Markdown of the enqueue, worker, page and capacity scenarios, and their goals.
+"""The Markdown of the enqueue, worker, page, capacity and output scenarios, and their goals.
 
 Each ``*_section`` returns the lines under its heading; each ``*_goals`` the
 lines it adds to the "Goals" section (empty when the scenario did not run).
@@ -224,6 +224,7 @@ TITLES = {
     "enqueue": "Enqueue path",
     "page": "Latency to the page",
     "capacity": "Capacity",
+    "output": "Output streams",
 }
 
 
@@ -566,11 +567,293 @@ def capacity_goals(res: dict) -> list[str]:
     ]
 
 
+# -- output streams ------------------------------------------------------------------
+
+
+def _cores(run: dict) -> str:
+    span = run["span_seconds"]
+    parts = ("web", "redis", "workers", "client", "publisher")
+    return " / ".join(f"{run['cpu'][k] / span:.2f}" if k in run["cpu"] else "–" for k in parts)
+
+
+def _writes_bound(seconds: float, interval: float) -> int:
+    """The most UPDATEs of a job's row while it writes output for ``seconds``: its start,
+    a save of the output at its first event and then at most one per
+    ``PROGRESS_DB_INTERVAL``, the whole output at the end, and its end."""
+    return 4 + math.floor(seconds / interval)
+
+
+def _writes_rows(res: dict) -> list[tuple[float, float, list[dict], list[int], list[float]]]:
+    """(tokens/s, seconds, writes, tokens, job seconds) per batch: the delivery run's jobs
+    and each rate of the writes check."""
+    rows = []
+    mine = next((r for r in res["runs"] if r["system"] == "myapp"), None)
+    if mine and mine.get("writes"):
+        rows.append(
+            (
+                res["rate"],
+                res["seconds"],
+                mine["writes"],
+                mine["tokens_per_job"],
+                mine["job_seconds"],
+            )
+        )
+    for w in res.get("writes", []):
+        rows.append((w["rate"], w["seconds"], w["writes"], w["tokens"], w["job_seconds"]))
+    return rows
+
+
+def output_section(res: dict) -> list[str]:
+    runs = {r["system"]: r for r in res["runs"]}
+    mine = runs.get("myapp")
+    if mine is None:
+        return ["Not run."]
+    config = res["config"]
+    per_user = res["streams"] // res["users"]
+    lines = [
+        f"{res['jobs']} jobs (`bench.jobbodies.streamer`), each calling `progress.output` "
+        f"{res['rate']:g} times a second for {res['seconds']:g} s with a token "
+        "`t=<time.time()>` (20 characters, the time of the call), on `rq worker-pool -n "
+        f"{res['workers']} -w myapp.worker.PoolWorker` (a forked work horse per job), myapp's "
+        "gunicorn (one gevent worker process), its own Redis and the run's SQLite file; "
+        f"{res['streams']:,} streams (`/stream`, {res['users']} users, {per_user:,} streams and "
+        f"{res['jobs'] // res['users']} jobs each) watch. A job's tokens go out as "
+        f"`event: output` at most `PROGRESS_MAX_RATE` ({config['PROGRESS_MAX_RATE']:g}) times a "
+        "second, each event with every token since the one before. One run of each system:",
+        "",
+        "- **myapp**: as above; every stream counts its `event: output` arrivals, and every "
+        f"{res['sample']}th stream of each user reads each token's stamp on arrival (the "
+        "clients cannot parse every token of every stream and keep up): latency is that "
+        "moment minus the stamp, the wait for the next event of the job included "
+        f"(up to {1000 / config['PROGRESS_MAX_RATE']:.0f} ms by design);",
+        "- **bare**: the same tokens at the same rates, batched the same way "
+        "(`bench/tokens.py`, one process playing every job), PUBLISHed on a Redis of its own "
+        "to as many raw RESP subscribers: no Lua, no event log, no web process — the floor of "
+        "the delivery.",
+        "",
+        "| system | jobs writing at once | tokens/s per job | output events/s published "
+        "| delivered events/s | delivered by end of drain | token p50 | p99 | max "
+        "| token → Redis p50 / p99 | stamps read | cores: web / Redis / workers / clients "
+        "/ publisher | streams dropped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("myapp", "bare"):
+        run = runs.get(name)
+        if run is None:
+            continue
+        lat, to_redis = run["latency"], run.get("to_redis")
+        before = f"{_ms(to_redis['p50'])} / {_ms(to_redis['p99'])}" if to_redis else "–"
+        at_once = f"{run['at_once']} of {res['jobs']}" if name == "myapp" else f"{res['jobs']}"
+        rate = (
+            fmt(spread(run["tokens_per_s_per_job"]), 1, 0)
+            if name == "myapp"
+            else f"{run['tokens'] / res['jobs'] / run['writing_seconds']:.0f}"
+        )
+        lines.append(
+            f"| {name} | {at_once} | {rate} | {run['published_per_s']:,.0f} "
+            f"| {run['delivered_per_s']:,.0f} | {run['delivered_fraction']:.0%} "
+            f"| {_ms(lat['p50'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} | {before} "
+            f"| {run['stamps']:,} | {_cores(run)} | {run['closed']} |"
+        )
+    bare = runs.get("bare")
+    lines += [
+        "",
+        "*Output events/s published*: `event: output` entries in the users' event logs over "
+        "the time from the first job's first token to the last job's last; *delivered*: the "
+        "events the streams received by the time every job had ended, over the same start "
+        "(one event to one stream counts once); *delivered by end of drain*: received up to "
+        "a few seconds later, of what was published times the streams of its user. *Token → "
+        "Redis*: from each token's stamp to its event's entry in the event log (the Redis "
+        "clock of the XADD), over every token published: the part of the latency spent in "
+        "the job's process, before the web process and the streams. *Cores*: "
+        "CPU seconds per second (from /proc) over the whole run (the workers with their work "
+        "horses).",
+    ]
+    if bare and bare["latency"]["p99"] and mine["latency"]["p99"]:
+        lines += [
+            "",
+            f"myapp / bare: {mine['latency']['p99'] / bare['latency']['p99']:.1f}× the p99, "
+            f"{mine['latency']['p50'] / bare['latency']['p50']:.1f}× the p50, "
+            f"{mine['delivered_per_s'] / bare['delivered_per_s']:.2f}× the delivered events/s.",
+        ]
+    to_redis = mine.get("to_redis") or {}
+    if to_redis.get("p99") and mine["latency"]["p99"]:
+        share = to_redis["p99"] / mine["latency"]["p99"]
+        where = (
+            "most of it is spent before Redis had the token, in the jobs' processes"
+            if share >= 0.5
+            else "most of it is spent after Redis had the token, in the delivery"
+        )
+        lines += [
+            "",
+            f"Of myapp's token p99 ({mine['latency']['p99'] * 1000:,.0f} ms), "
+            f"{to_redis['p99'] * 1000:,.0f} ms is the p99 from the stamp to the event log: "
+            f"{where}.",
+        ]
+    if mine.get("repeated"):
+        lines += [
+            "",
+            f"{mine['repeated']:,} of myapp's {mine['published']:,} output events repeat an "
+            "offset of their job already logged (the same text sent twice); the page skips "
+            "what it has.",
+        ]
+    errors = mine.get("server_errors") or {}
+    if errors:
+        lines += [
+            "",
+            "Exceptions in the web server's log: "
+            + ", ".join(f"{k} × {v}" for k, v in errors.items())
+            + ".",
+        ]
+    lines += ["", *_writes_table(res), "", *_panels_table(res)]
+    return lines
+
+
+def _writes_table(res: dict) -> list[str]:
+    rows = _writes_rows(res)
+    if not rows:
+        return []
+    interval = res["config"]["PROGRESS_DB_INTERVAL"]
+    lines = [
+        "### Database writes per job",
+        "",
+        "Triggers the bench adds to the SQLite file count every INSERT and UPDATE of a job's "
+        "row (the INSERT is the bench's, as `myapp.jobs.submit` writes it), for the jobs "
+        "above and for jobs at other token rates over the same seconds (all at once, no "
+        "streams):",
+        "",
+        "| tokens/s per job | for | tokens per job | UPDATEs of the job's row "
+        "| of them saving output | INSERTs | job wrote for |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rate, seconds, writes, tokens, job_seconds in rows:
+        lines.append(
+            f"| {rate:,g} | {seconds:g} s | {fmt(spread(tokens))} "
+            f"| {fmt(spread(w['updates'] for w in writes))} "
+            f"| {fmt(spread(w['output_updates'] for w in writes))} "
+            f"| {fmt(spread(w['inserts'] for w in writes))} "
+            f"| {fmt(spread(job_seconds), 1, 2, ' s')} |"
+        )
+    lines += [
+        "",
+        "myapp writes the row when the job starts, saves the output with its first event and "
+        f"then at most once per `PROGRESS_DB_INTERVAL` ({interval:g} s) while tokens come, "
+        "then the whole output, and the end: at most 4 + ⌊seconds / "
+        f"{interval:g}⌋ UPDATEs, whatever the number of tokens.",
+    ]
+    return lines
+
+
+def _panels_table(res: dict) -> list[str]:
+    panels = res.get("panels")
+    if not panels:
+        return []
+    per, row = panels["per_panel"], panels["per_row"]
+    return [
+        "### Memory per open output panel",
+        "",
+        f"Chromium {panels.get('chromium', '?')} (headless, driven by Playwright as the page "
+        "tests drive it) shows the real page of one user, signed in through its form, live "
+        f"over SSE. {panels['panels']} jobs without output end (their rows), then "
+        f"{panels['panels']} jobs each write {panels['bytes']:,} characters into their output "
+        f"panels ({panels['token']}-character lines at 200 a second), until every panel holds "
+        "them all. After each step the bench forces a full GC (CDP "
+        "`HeapProfiler.collectGarbage`) and reads the JS heap (`Runtime.getHeapUsage`), the "
+        "DOM nodes (`Memory.getDOMCounters`) and the RSS of Chromium's renderer processes; "
+        "per panel is the panels' step minus the rows' step, divided by the panels. The "
+        "page keeps each job's text once in its store and once in the panel's text nodes, "
+        "which live outside the JS heap (in the renderer's RSS).",
+        "",
+        "| per | JS heap | DOM nodes | renderer RSS |",
+        "|---|---|---|---|",
+        f"| output panel of {panels['bytes']:,} characters | {per['js_heap'] / 1024:,.1f} KiB "
+        f"| {per['nodes']:,.0f} | {per['renderer_rss'] / 1024:,.0f} KiB |",
+        f"| job row without output | {row['js_heap'] / 1024:,.1f} KiB | {row['nodes']:,.0f} "
+        f"| {row['renderer_rss'] / 1024:,.0f} KiB |",
+    ]
+
+
+def output_goals(res: dict) -> list[str]:
+    runs = {r["system"]: r for r in res["runs"]}
+    mine = runs.get("myapp")
+    if mine is None:
+        return []
+    lat, bare = mine["latency"], runs.get("bare")
+    target = f"{res['jobs']} jobs × {res['rate']:g} tokens/s, {res['streams']:,} streams"
+    rate = median(mine["tokens_per_s_per_job"])
+    ran = f"{mine['at_once']} of {res['jobs']} at once, {rate or 0:.0f} tokens/s per job"
+    if mine["at_once"] < res["jobs"] or (rate or 0) < 0.95 * res["rate"]:
+        span = mine["span_seconds"]
+        ran += (
+            " (short of the target: the machine's 2 cores were busy with "
+            + ", ".join(f"{k} {v / span:.2f}" for k, v in mine["cpu"].items())
+            + " cores)"
+        )
+    vs = ""
+    if bare and bare["latency"]["p99"] and lat["p99"]:
+        vs = (
+            f"; bare Redis with the same tokens batched the same way: p50 "
+            f"{bare['latency']['p50'] * 1000:.1f} ms, p99 {bare['latency']['p99'] * 1000:.1f} ms "
+            f"(myapp {lat['p99'] / bare['latency']['p99']:.1f}× its p99)"
+        )
+    p50 = "–" if lat["p50"] is None else f"{lat['p50'] * 1000:,.1f} ms"
+    p99 = "–" if lat["p99"] is None else f"{lat['p99'] * 1000:,.1f} ms"
+    if (mine.get("to_redis") or {}).get("p99") is not None:
+        p99 += f" ({mine['to_redis']['p99'] * 1000:,.1f} ms of it before Redis had the token)"
+    lines = [
+        f"- **Output streams, {target} (issue #17; no goal, for the record):** {ran}: "
+        f"{mine['published_per_s']:,.0f} output events/s published, "
+        f"{mine['delivered_per_s']:,.0f} delivered/s to the streams "
+        f"({mine['delivered_fraction']:.0%} delivered by the end of the drain, "
+        f"{mine['closed']} streams dropped); from `progress.output` to the client, token "
+        f"p50 {p50}, p99 {p99}{vs}."
+    ]
+    rows = _writes_rows(res)
+    if rows:
+        interval = res["config"]["PROGRESS_DB_INTERVAL"]
+        by_seconds: dict[float, list] = {}
+        for rate_, seconds, writes, tokens, _ in rows:
+            by_seconds.setdefault(seconds, []).append((rate_, writes, tokens))
+        parts, met = [], True
+        for seconds, batches in sorted(by_seconds.items()):
+            most = max(w["updates"] for _, writes, _ in batches for w in writes)
+            counts = {median([w["updates"] for w in writes]) for _, writes, _ in batches}
+            met = met and most <= _writes_bound(seconds, interval)
+            met = met and (len(batches) < 2 or max(counts) - min(counts) <= 1)
+            parts.append(
+                f"over {seconds:g} s, "
+                + ", ".join(
+                    f"{median(tokens) or 0:,.0f} tokens: {median([w['updates'] for w in writes]):g}"
+                    for _, writes, tokens in sorted(batches)
+                )
+                + f" (bound {_writes_bound(seconds, interval)})"
+            )
+        lines.append(
+            "- **Database writes per output job constant, not proportional to tokens: "
+            f"{'MET' if met else 'MISSED'}.** UPDATEs of a job's row (medians): "
+            + "; ".join(parts)
+            + "; the bound is 4 (start, first event, whole output, end) + one per "
+            f"`PROGRESS_DB_INTERVAL` ({interval:g} s) the job wrote."
+        )
+    panels = res.get("panels")
+    if panels:
+        per = panels["per_panel"]
+        lines.append(
+            f"- Memory per open output panel (no goal, for the record): a panel holding "
+            f"{panels['bytes']:,} characters adds {per['js_heap'] / 1024:,.1f} KiB of JS heap "
+            f"({per['js_heap'] / panels['bytes']:.2f} bytes per character), "
+            f"{per['nodes']:,.0f} DOM nodes and {per['renderer_rss'] / 1024:,.0f} KiB of "
+            "renderer RSS in Chromium."
+        )
+    return lines
+
+
 SECTIONS = {
     "workers": workers_section,
     "enqueue": enqueue_section,
     "page": page_section,
     "capacity": capacity_section,
+    "output": output_section,
 }
 GOALS = {
     "jobs": jobs_goals,
@@ -578,4 +861,5 @@ GOALS = {
     "enqueue": enqueue_goals,
     "page": page_goals,
     "capacity": capacity_goals,
+    "output": output_goals,
 }

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+#: The session-signing key of every process the benchmarks start: myapp refuses one
+#: shorter than 32 bytes (``myapp.config.check_secret_key``).
+SECRET_KEY = "bench-secret-" + "0" * 32
 
 
 def raise_nofile() -> int:
