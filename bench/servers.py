@@ -268,10 +268,6 @@ def _http_ok(port: int, path: str) -> bool:
 # -- myapp's users -------------------------------------------------------------
 
 
-#: The benchmarks' apps' key: myapp refuses keys under 32 bytes.
-SECRET_KEY = "bench-secret-" + "x" * 32
-
-
 def service_env(redis_url: str, database_url: str | None = None) -> dict[str, str]:
     """The environment of the processes we start (myapp reads its settings from it)."""
     env = {
