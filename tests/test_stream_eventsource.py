@@ -1,7 +1,6 @@
 """The stream against a third-party client: the npm ``eventsource`` package."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,26 +11,15 @@ from redis import Redis
 from myapp.db import db
 from myapp.keys import channel_for
 from myapp.models import User
+from tests.node_packages import npm_module
 
-ROOT = Path(__file__).resolve().parent.parent
-#: Where npm installs the client, kept across runs beside the virtualenv.
-NODE_PREFIX = ROOT / ".venv" / "npm"
 CLIENT = Path(__file__).parent / "node" / "eventsource_client.js"
 
 
 @pytest.fixture(scope="session")
 def eventsource_module():
-    """``eventsource`` version 2, installed with npm once (node comes from app.py)."""
-    assert shutil.which("node") and shutil.which("npm"), "python3 app.py test installs nodejs"
-    if not (NODE_PREFIX / "node_modules" / "eventsource").is_dir():
-        NODE_PREFIX.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(NODE_PREFIX), "--no-audit", "--no-fund",
-             "eventsource@2"],
-            check=True,
-            timeout=300,
-        )  # fmt: skip
-    return NODE_PREFIX / "node_modules"
+    """``eventsource`` version 2 (its ``node_modules``, for ``NODE_PATH``)."""
+    return npm_module("eventsource", "eventsource@2").parent
 
 
 def test_an_eventsource_stops_after_its_job_ends(
