@@ -165,7 +165,7 @@ class _Reporter:
         self.out_last_sent = float("-inf")
         self.sender = threading.Thread(target=self._run, name="myapp-progress", daemon=True)
         self.sender.start()
-        #: Records the output a thread of its own, so that a database slow to take a
+        #: Records the output from a thread of its own, so that a database slow to take a
         #: write (SQLite's one writer, under a hundred jobs) delays only the record,
         #: never the live text: started at the first write, told by ``to_record``.
         self.recorder: threading.Thread | None = None
