@@ -62,7 +62,9 @@ def make_app(redis_url: str, database_url: str):
     from myapp import create_app
 
     saved = {k: os.environ.get(k) for k in ("REDIS_URL", "DATABASE_URL", "SECRET_KEY")}
-    os.environ.update(REDIS_URL=redis_url, DATABASE_URL=database_url, SECRET_KEY="bench-secret")
+    os.environ.update(
+        REDIS_URL=redis_url, DATABASE_URL=database_url, SECRET_KEY="bench-secret-" + "x" * 32
+    )
     try:
         return create_app()
     finally:

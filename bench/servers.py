@@ -270,7 +270,7 @@ def service_env(redis_url: str, database_url: str | None = None) -> dict[str, st
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
-        "SECRET_KEY": "bench-secret",
+        "SECRET_KEY": "bench-secret-" + "x" * 32,  # config refuses keys under 32 bytes
         "PYTHONPATH": str(ROOT),
     }
     if database_url:
