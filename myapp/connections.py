@@ -141,16 +141,23 @@ class LimitedQueue(Queue):
     queued: a full memory, a command the user may not run).
     """
 
-    def enqueue_held(self, calls: list[dict[str, Any]], pipeline: Pipeline) -> list[Job]:
+    def enqueue_held(
+        self,
+        calls: list[dict[str, Any]],
+        pipeline: Pipeline,
+        places: tuple[int, int] | None = None,
+    ) -> list[Job]:
         """Queue on ``pipeline`` (a transaction) what enqueues one job per call, each
         a dict of :meth:`create_job`'s arguments with a ``rate_limit`` and no
         ``depends_on``; the jobs are returned.
 
         Each job waits among its limit's held jobs, in the order given (RQ scores them
-        by the second; here the jobs of one call share that second in their order),
-        then one pass of RQ's script lets go as many as the limit has room for,
-        oldest first, as ``enqueue_call`` would.
+        by the second; here the jobs of one call share that second in their order,
+        or, for a run of calls that enqueue one list, ``places``: where this call's
+        jobs start in it, and its length), then one pass of RQ's script lets go as
+        many as the limit has room for, oldest first, as ``enqueue_call`` would.
         """
+        first, length = places or (0, len(calls))
         if not self._is_async:
             raise ValueError("rate_limit is not supported on synchronous queues (is_async=False)")
         jobs = [self.create_job(**call, status=JobStatus.RATE_LIMITED) for call in calls]
@@ -171,7 +178,8 @@ class LimitedQueue(Queue):
             registry = registries[job.rate_limit_key][0]
             job.save(pipeline=pipeline)
             job.cleanup(ttl=job.ttl, pipeline=pipeline)
-            registry.add_to_rate_limited(job.id, pipeline, timestamp=second + place / len(jobs))
+            score = second + (first + place) / length
+            registry.add_to_rate_limited(job.id, pipeline, timestamp=score)
         enqueued_at = utcformat(clock.now())
         for registry, concurrency in registries.values():
             # EVAL rather than RQ's EVALSHA: in a transaction, a script Redis no longer

@@ -162,15 +162,20 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _enqueue_new(row: TrackedJob, children: list[TrackedJob]) -> None:
-    """Enqueue a new job, or a batch's pieces, with their counts, in one round trip."""
+    """Enqueue a new job with its count in one round trip; a batch's pieces in two:
+    the first ``MAX_RUNNING_JOBS_PER_USER`` (which may start at once), then the rest."""
     queue = get_queue()
     jobs = children or [row]
-    with get_redis().pipeline() as pipe:
-        queue.enqueue_held([_call(job) for job in jobs], pipe)
-        counters.job_enqueued(pipe, jobs[0].kind, len(jobs))  # the pieces share a kind
-        if children:
-            counters.job_enqueued(pipe, row.kind)
-        pipe.execute()
+    first = current_app.config["MAX_RUNNING_JOBS_PER_USER"] if children else len(jobs)
+    for start, run in ((0, jobs[:first]), (first, jobs[first:])):
+        if not run:
+            continue
+        with get_redis().pipeline() as pipe:
+            queue.enqueue_held([_call(job) for job in run], pipe, places=(start, len(jobs)))
+            counters.job_enqueued(pipe, run[0].kind, len(run))  # the pieces share a kind
+            if children and start == 0:
+                counters.job_enqueued(pipe, row.kind)
+            pipe.execute()
 
 
 def _enqueue_stages(children: list[TrackedJob]) -> None:
