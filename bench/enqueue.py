@@ -44,6 +44,8 @@ from bench.report import fmt, spread
 
 SYSTEMS = ["rq", "flask-rq", "myapp-sqlite", "myapp-postgres"]
 JOB = {"kind": "process_run", "params": {"steps": 1, "step_seconds": 0.0}}
+#: Where a request's time goes, kept by hand (from :mod:`bench.enqueue_profile`).
+PROFILE = Path(__file__).with_name("enqueue_profile.md")
 #: The album's photos: each piece uploads 1 KB with no latency, so pieces end at once.
 ALBUM_ITEMS = 1000
 ALBUM_PIECE = {"size_kb": 1, "reject": False, "failure_rate": 0.0, "latency_ms": 0}
@@ -346,8 +348,11 @@ def _started_at(target: Target, job_id: str, timeout: float = 120.0) -> float:
 
 
 def album_section(res: dict) -> list[str]:
-    """The album's table, and the figures of issue #18's first goal, for sections.py."""
+    """Issue #18's first goal, where the time goes, and the album's table (for
+    :func:`bench.sections.enqueue_section`)."""
     lines = _goal_lines(res.get("runs") or [])
+    if PROFILE.exists():
+        lines += [PROFILE.read_text().strip(), ""]
     rows = res.get("albums") or []
     if not rows:
         return lines
