@@ -66,6 +66,7 @@ class Meter:
 def install(app, meter: Meter) -> None:
     """Wrap the parts of the request, in the modules that call them."""
     import rq.queue
+    import sqlalchemy.engine
     import sqlalchemy.orm
 
     from myapp import connections
@@ -82,6 +83,12 @@ def install(app, meter: Meter) -> None:
     session.execute = meter.wrap(PARTS[4], session.execute)
     session.flush = meter.wrap(PARTS[4], session.flush)
     session.commit = meter.wrap(PARTS[5], session.commit)
+    # The rows may be written on a connection of their own, outside the session.
+    if hasattr(submit, "_write"):
+        engine = sqlalchemy.engine.Connection
+        engine.execute = meter.wrap(PARTS[4], engine.execute)
+        transaction = sqlalchemy.engine.Transaction
+        transaction.commit = meter.wrap(PARTS[5], transaction.commit)
     rq.queue.Queue.enqueue_call = meter.wrap(PARTS[6], rq.queue.Queue.enqueue_call)
     held = getattr(connections, "LimitedQueue", None)
     if held is not None:

@@ -21,7 +21,7 @@ from myapp.db import db, kept_after_commit
 from myapp.errors import InvalidJob
 from myapp.jobs import KINDS, limits, uploads
 from myapp.keys import running_limit_key
-from myapp.models import TrackedJob, User
+from myapp.models import TrackedJob, Upload, User
 from myapp.ordering import FIRST
 from myapp.pipeline import aggregate, counters, lifecycle
 
@@ -129,11 +129,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         db.session.rollback()
         raise
     try:
-        db.session.execute(_INSERT, [parent])
-        if pieces_values:
-            db.session.execute(_INSERT, pieces_values)
-        with kept_after_commit():  # the user and the upload stay loaded
-            db.session.commit()
+        _write([parent], pieces_values, upload=upload)
         try:
             if spec.mode == "sequence":
                 aggregate.start(get_redis(), row, children)
@@ -147,11 +143,7 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
             # Whatever kept the jobs out of Redis, no row or job may outlive it.
             for job in [*children, row]:
                 drop_job(job.id)
-            ids = [row.id, *(child.id for child in children)]
-            db.session.execute(delete(TrackedJob.__table__).where(TrackedJob.id.in_(ids)))
-            if upload is not None:
-                db.session.delete(upload)
-            db.session.commit()
+            _unwrite([row.id, *(child.id for child in children)], upload)
             raise
     except Exception:
         limits.release(user.id, row.id)
@@ -159,6 +151,32 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     job = row.to_dict()
     lifecycle.publish(user.id, job)
     return job
+
+
+def _write(*rows: list[dict[str, Any]], upload: Upload | None) -> None:
+    """Commit the rows (each list one INSERT), with the upload the session holds if any;
+    without one, on a connection of their own, which costs less than the session."""
+    if upload is None:
+        with db.engine.begin() as conn:
+            for values in filter(None, rows):
+                conn.execute(_INSERT, values)
+        return
+    for values in filter(None, rows):
+        db.session.execute(_INSERT, values)
+    with kept_after_commit():  # the user and the upload stay loaded
+        db.session.commit()
+
+
+def _unwrite(ids: list[str], upload: Upload | None) -> None:
+    """Delete the rows :func:`_write` committed, and the upload."""
+    gone = delete(TrackedJob.__table__).where(TrackedJob.id.in_(ids))
+    if upload is None:
+        with db.engine.begin() as conn:
+            conn.execute(gone)
+        return
+    db.session.execute(gone)
+    db.session.delete(upload)
+    db.session.commit()
 
 
 def _enqueue_new(row: TrackedJob, children: list[TrackedJob]) -> None:
