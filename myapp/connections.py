@@ -158,7 +158,7 @@ class LimitedQueue(Queue):
         many as the limit has room for, oldest first, as ``enqueue_call`` would.
         """
         first, length = places or (0, len(calls))
-        if not self._is_async:
+        if not self.is_async:
             raise ValueError("rate_limit is not supported on synchronous queues (is_async=False)")
         jobs = [self.create_job(**call, status=JobStatus.RATE_LIMITED) for call in calls]
         pipeline.sadd(self.redis_queues_keys, self.key)
