@@ -11,8 +11,14 @@ The same job (``process_run`` with one step) is enqueued by, side by side:
   ``queued`` event, on SQLite and on a PostgreSQL database made for the run.
 
 Each system has its own Redis; nothing works the queues (the jobs pile up).
-``MAX_ACTIVE_JOBS_PER_USER`` is raised so that the limit never refuses a request.
+``MAX_ACTIVE_JOBS_PER_USER`` and ``MAX_JOBS_PER_HOUR`` are raised so that the limits
+never refuse a request.
 Repeats rotate the order of the systems, at each concurrency in turn.
+
+Then a 1,000-photo ``publish_album`` (:func:`albums`), on each myapp system's Redis and
+database with one ``python worker.py`` running: the time to its 202 and to its
+first piece started, against the same 1,000 jobs enqueued by hand with RQ's
+``Queue.enqueue_many`` for the same worker.
 
 Then database writes per job: one ``python worker.py`` on the PostgreSQL
 database runs jobs of 100, 1,000 and 10,000 ``progress.update`` calls (as fast as
@@ -23,18 +29,26 @@ every INSERT and UPDATE of each job's row.
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
+import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import servers
 from bench.fanout import percentiles
+from bench.report import fmt, spread
 
 SYSTEMS = ["rq", "flask-rq", "myapp-sqlite", "myapp-postgres"]
 JOB = {"kind": "process_run", "params": {"steps": 1, "step_seconds": 0.0}}
+#: Where a request's time goes, kept by hand (from :mod:`bench.enqueue_profile`).
+PROFILE = Path(__file__).with_name("enqueue_profile.md")
+#: The album's photos: each piece uploads 1 KB with no latency, so pieces end at once.
+ALBUM_ITEMS = 1000
+ALBUM_PIECE = {"size_kb": 1, "reject": False, "failure_rate": 0.0, "latency_ms": 0}
 
 COUNT_WRITES = """
 CREATE TABLE bench_writes (job_id varchar(64), op text);
@@ -58,6 +72,7 @@ class EnqueueOptions:
     updates: list[int] = field(default_factory=lambda: [100, 1000, 10000])
     write_repeats: int = 2
     paced_seconds: float = 3.0  # the same updates spread over this long, too (0: not)
+    album_repeats: int = 3  # of the 1,000-photo album and its enqueue_many baseline (0: not)
     deadline: float = float("inf")
     log: callable = print
 
@@ -70,6 +85,7 @@ class Target:
     redis: servers.RedisServer
     web: servers.WebServer | None = None
     users: list[dict] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
 
     def config(self, connections: int, count: int) -> dict:
         if self.web is None:
@@ -127,7 +143,8 @@ def start_target(
     if name == "rq":
         return target
     env = servers.service_env(redis.url, database)
-    env["MAX_ACTIVE_JOBS_PER_USER"] = "1000000000"
+    env["MAX_ACTIVE_JOBS_PER_USER"] = env["MAX_JOBS_PER_HOUR"] = "1000000000"
+    target.env = env
     app = "bench.enqueue_app:app" if name == "flask-rq" else "app:app"
     target.web = servers.start_gunicorn(name, app, env, workdir)
     stack.callback(target.web.stop)
@@ -193,12 +210,223 @@ def run(opts: EnqueueOptions, workdir: Path, db_path: Path, users: list[dict]) -
                         f"{run['per_s']:.0f}/s, p50 {lat['p50'] * 1000:.2f} ms, "
                         f"p99 {lat['p99'] * 1000:.2f} ms, {run['accepted']}/{run['requests']} ok"
                     )
+        if opts.album_repeats and time.monotonic() < opts.deadline:
+            results["albums"] = albums(opts, targets, workdir, stack)
         results["server_errors"] = {
             t.name: t.web.errors() for t in targets if t.web is not None and t.web.errors()
         }
         if opts.updates and time.monotonic() < opts.deadline:
             results["writes"] = count_writes(opts, workdir, pg_url, pg_users, stack)
     return results
+
+
+def albums(opts: EnqueueOptions, targets: list[Target], workdir: Path, stack) -> list[dict]:
+    """A 1,000-photo album through ``POST /api/jobs``, and the same 1,000 RQ jobs by
+    ``Queue.enqueue_many``, each on an emptied Redis with one ``python worker.py``:
+    the seconds until the answer (or ``enqueue_many``'s return) and until the first
+    piece started (its ``started_at`` in RQ, the worker's clock: the same machine)."""
+    found = []
+    for target in [t for t in targets if t.name.startswith("myapp-") and t.users]:
+        log = open(workdir / f"album-worker-{target.name}.log", "ab")  # noqa: SIM115
+        stack.callback(log.close)
+        for repeat in range(opts.album_repeats):
+            for how in ("myapp", "enqueue_many")[:: 1 if repeat % 2 == 0 else -1]:
+                if time.monotonic() > opts.deadline:
+                    opts.log(f"  album: time budget spent; skipped {target.name} {how}")
+                    return found
+                # The piled-up jobs of the runs above, and their records: a reaper would
+                # rebuild the records' jobs, Redis having lost them, ahead of the album.
+                target.redis.client.flushdb()
+                _empty_records(target.env["DATABASE_URL"])
+                worker = servers.spawn(
+                    f"worker-album-{target.name}",
+                    [servers.PYTHON, "worker.py"],
+                    cwd=servers.ROOT,
+                    env=target.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                try:
+                    _wait_for_worker(target)
+                    timing = _album_post(target) if how == "myapp" else _album_by_hand(target)
+                finally:
+                    worker.stop(30)
+                row = {"system": target.name, "how": how, "repeat": repeat, **timing}
+                found.append(row)
+                opts.log(
+                    f"  album #{repeat} {target.name} {how}: answered in "
+                    f"{row['answered'] * 1000:.0f} ms, first piece started at "
+                    f"{row['first_started'] * 1000:.0f} ms"
+                )
+    return found
+
+
+def _empty_records(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from myapp.db import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM tracked_jobs"))
+    finally:
+        engine.dispose()
+
+
+def _wait_for_worker(target: Target) -> None:
+    from rq import Worker
+
+    client = target.redis.client
+    servers.wait_until(lambda: Worker.count(connection=client) >= 1, 60, "the album's worker")
+
+
+def _album_post(target: Target) -> dict:
+    items = [{"name": f"photo-{i:04}.jpg", "size_kb": 1} for i in range(ALBUM_ITEMS)]
+    body = json.dumps({"kind": "publish_album", "params": {"items": items, "latency_ms": 0}})
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {target.users[0]['token']}",
+    }
+    conn = http.client.HTTPConnection("127.0.0.1", target.web.port, timeout=120)
+    try:
+        sent = time.time()
+        conn.request("POST", "/api/jobs", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        answered = time.time() - sent
+    finally:
+        conn.close()
+    if response.status != 202:
+        raise RuntimeError(f"the album was refused: {response.status} {answer[:300]!r}")
+    first = json.loads(answer)["children"][0]
+    return {"answered": answered, "first_started": _started_at(target, first) - sent}
+
+
+def _album_by_hand(target: Target) -> dict:
+    """The same jobs as the album's pieces, with the meta myapp's worker reads, but no
+    records, no rate limit and no events of their own."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    queue = Queue("default", connection=target.redis.client, serializer=JSONSerializer)
+    user_id = target.users[0]["id"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000", time.gmtime())
+    datas = [
+        Queue.prepare_data(
+            "myapp.jobs.publish_album.upload",
+            kwargs={"name": f"photo-{i:04}.jpg", **ALBUM_PIECE},
+            job_id=str(uuid.uuid4()),
+            timeout=600,
+            meta={
+                "user_id": user_id,
+                "kind": "publish_album.upload",
+                "created_at": now,
+                "version": 1,
+                "max_attempts": 5,
+            },
+        )  # fmt: skip
+        for i in range(ALBUM_ITEMS)
+    ]
+    sent = time.time()
+    queue.enqueue_many(datas)
+    answered = time.time() - sent
+    return {"answered": answered, "first_started": _started_at(target, datas[0].job_id) - sent}
+
+
+def _started_at(target: Target, job_id: str, timeout: float = 120.0) -> float:
+    """When RQ says the job started (epoch seconds), polled every millisecond."""
+    from rq.utils import utcparse
+
+    client, deadline = target.redis.client, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = client.hget(f"rq:job:{job_id}", "started_at")
+        if value:
+            return utcparse(value.decode()).timestamp()
+        time.sleep(0.001)
+    raise RuntimeError(f"job {job_id} did not start within {timeout:g} s")
+
+
+def album_section(res: dict) -> list[str]:
+    """Issue #18's first goal, where the time goes, and the album's table (for
+    :func:`bench.sections.enqueue_section`)."""
+    lines = _goal_lines(res.get("runs") or [])
+    if PROFILE.exists():
+        lines += [PROFILE.read_text().strip(), ""]
+    rows = res.get("albums") or []
+    if not rows:
+        return lines
+    lines += [
+        f"### A {ALBUM_ITEMS:,}-photo album",
+        "",
+        f"`POST /api/jobs` of a `publish_album` of {ALBUM_ITEMS:,} photos (1 KB each, no "
+        f"latency), against the same {ALBUM_ITEMS:,} jobs enqueued by hand with RQ's "
+        "`Queue.enqueue_many` (myapp's meta, no records, no rate limit, no events), each on "
+        "the system's emptied Redis with one `python worker.py` running; the first piece's "
+        "start is RQ's `started_at`. Cells are min / **median** / max over the repeats.",
+        "",
+        "| system | enqueued by | answer (202, or `enqueue_many` returned) | first piece started |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted({r["system"] for r in rows}):
+        for how in ("myapp", "enqueue_many"):
+            mine = [r for r in rows if r["system"] == name and r["how"] == how]
+            if mine:
+                lines.append(
+                    f"| {name} | {'`POST /api/jobs`' if how == 'myapp' else '`enqueue_many`'} "
+                    f"| {fmt(spread(r['answered'] for r in mine), 1000, 0, ' ms')} "
+                    f"| {fmt(spread(r['first_started'] for r in mine), 1000, 0, ' ms')} |"
+                )
+    lines.append("")
+    ratios = []
+    for name in sorted({r["system"] for r in rows}):
+        for key, what in (("answered", "the answer"), ("first_started", "the first start")):
+            paired = spread(
+                a[key] / b[key]
+                for a in rows
+                for b in rows
+                if a["system"] == b["system"] == name
+                and a["repeat"] == b["repeat"]
+                and (a["how"], b["how"]) == ("myapp", "enqueue_many")
+            )
+            if paired:
+                ratios.append(f"{name} / `enqueue_many`: {fmt(paired, 1, 1, '×')} {what}")
+    if ratios:
+        lines += ["Paired by repeat: " + "; ".join(ratios) + ".", ""]
+    return lines
+
+
+def _goal_lines(runs: list[dict]) -> list[str]:
+    """Issue #18, goal 1: web CPU per request and p99 at 8, myapp / flask-rq, paired."""
+    parts = []
+    for name in ("myapp-sqlite", "myapp-postgres"):
+        for c, key, what in (
+            (1, "web_cpu_per_request", "web CPU per request at 1 at a time"),
+            (8, "web_cpu_per_request", "web CPU per request at 8"),
+            (8, "p99", "p99 at 8"),
+        ):
+
+            def value(r, key=key):
+                return r["latency"]["p99"] if key == "p99" else r[key]
+
+            paired = spread(
+                value(a) / value(b)
+                for a in runs
+                for b in runs
+                if (a["system"], b["system"]) == (name, "flask-rq")
+                and a["concurrency"] == b["concurrency"] == c
+                and a["repeat"] == b["repeat"]
+                and value(b)
+            )
+            if paired:
+                parts.append(f"{name}, {what}: {fmt(paired, 1, 2, '×')}")
+    if not parts:
+        return []
+    return [
+        "Issue #18, goal 1 (each at most 2× flask-rq's), paired by repeat, myapp / "
+        "flask-rq: " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def count_writes(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from bench import enqueue
 from bench.report import fmt, median, spread
 
 
@@ -88,7 +89,8 @@ def enqueue_section(res: dict) -> list[str]:
         "",
         f"The load generator (`bench/loadgen.py`) keeps *c* keep-alive connections busy, one "
         f"request at a time each, for {runs[0]['requests']} requests a run; `myapp`'s "
-        "`MAX_ACTIVE_JOBS_PER_USER` is raised so that no request is refused. Latency is "
+        "`MAX_ACTIVE_JOBS_PER_USER` and `MAX_JOBS_PER_HOUR` are raised so that no request is "
+        "refused. Latency is "
         "send → last byte of the answer. "
         f"{repeats} repeat(s), rotating the order; cells are min / **median** / max over them; "
         "*min* and *max latency* are over every request of every repeat.",
@@ -141,6 +143,7 @@ def enqueue_section(res: dict) -> list[str]:
             for name, e in errors.items()
         )
         lines += [f"Exceptions in the web servers' logs: {noted}.", ""]
+    lines += enqueue.album_section(res)
     lines += writes_section(res.get("writes") or [])
     return lines
 

@@ -18,6 +18,9 @@ WEB_FIGURES = "myapp:metrics:web:"
 REAPER_LOCK = "myapp:reaper"
 #: Held by the process whose retention pass is under way.
 RETENTION_LOCK = "myapp:retention"
+#: A random value, replaced whenever an API token or a user is deleted: web processes
+#: remember a token's user only as of one value (:mod:`myapp.web.auth`).
+TOKENS = "myapp:tokens"
 #: The newest millisecond before the event subscription was last lost (a Redis
 #: failover): no event log is trusted for replay from before it.
 GAP = "myapp:gap"

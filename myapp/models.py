@@ -19,14 +19,25 @@ from sqlalchemy import (
     UniqueConstraint,
     Update,
     case,
+    event,
     false,
     update,
 )
-from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship, selectinload
+from sqlalchemy.orm import (
+    Mapped,
+    Session,
+    column_property,
+    mapped_column,
+    object_session,
+    relationship,
+    selectinload,
+)
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from myapp import job_json
+from myapp.connections import get_redis
 from myapp.db import db
+from myapp.keys import TOKENS
 from myapp.ordering import FIRST, version_of
 
 
@@ -80,6 +91,32 @@ class ApiToken(db.Model):
     def hash(token: str) -> str:
         """Tokens are 256 random bits, so a plain SHA-256 is enough to store them."""
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+#: Set in a session's ``info`` by a flush that deleted a token or a user.
+_TOKENS_CHANGED = "myapp.tokens_changed"
+
+
+@event.listens_for(ApiToken, "after_delete")
+@event.listens_for(User, "after_delete")
+def _note_deleted_tokens(_mapper, _connection, gone: ApiToken | User) -> None:
+    # A mapper's event: it sees the tokens a flush deletes as orphans, too (a revoke's).
+    object_session(gone).info[_TOKENS_CHANGED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _new_token_generation(session: Session) -> None:
+    """Once tokens or users are deleted for good, no web process may keep answering for
+    them from memory: they remember a token's user only as of the value of
+    :data:`myapp.keys.TOKENS`, replaced here. Redis not answering fails the commit's
+    caller (``flask user revoke`` says so), though the database has committed."""
+    if session.info.pop(_TOKENS_CHANGED, False):
+        get_redis().set(TOKENS, secrets.token_hex(16))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_deleted_tokens(session: Session, _previous) -> None:
+    session.info.pop(_TOKENS_CHANGED, None)
 
 
 class TrackedJob(db.Model):

@@ -151,6 +151,25 @@ def test_starting_a_job_reads_back_nothing_it_wrote(app, client, alice):
     assert statements == ["SELECT", "INSERT"]
 
 
+def test_a_token_seen_before_starts_a_job_with_the_insert_alone(app, client, alice):
+    """Its user is remembered (as of the tokens' generation in Redis): no SELECT."""
+    assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
+    with app.app_context():
+        engine = db.engine
+    statements = []
+
+    def record(_conn, _cursor, statement, *_):
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 202
+    assert statements == ["INSERT"]
+
+
 @pytest.fixture
 def idle_client(make_app):
     """A client whose jobs go to a queue no worker takes from: they stay queued."""

@@ -1,3 +1,8 @@
+from redis import Redis
+
+from myapp.db import db
+from myapp.keys import TOKENS
+from myapp.models import User
 from tests.sessions import csrf_token, session_cookie, sign_in
 
 
@@ -90,3 +95,32 @@ def test_a_refused_cross_site_post_leaves_the_session_alone(app, client, alice):
             name, _, rest = cookie.partition("=")
             client.set_cookie(name, rest.split(";")[0])
     assert client.get("/api/jobs").status_code == 200
+
+
+def test_a_token_seen_before_stops_working_at_once_when_revoked(app, client, runner, accounts):
+    carol = accounts.create()
+    for _ in range(2):  # the second answer comes from the process's memory of the token
+        assert client.get("/api/jobs", headers=carol.headers).status_code == 200
+    assert runner.invoke(args=["user", "revoke", carol.name]).exit_code == 0
+    assert client.get("/api/jobs", headers=carol.headers).status_code == 401
+
+
+def test_a_token_seen_before_stops_working_when_its_user_is_deleted(app, client, accounts):
+    dan = accounts.create()
+    assert client.get("/api/jobs", headers=dan.headers).status_code == 200
+    with app.app_context():
+        db.session.delete(db.session.scalar(db.select(User).filter_by(name=dan.name)))
+        db.session.commit()
+    assert client.get("/api/jobs", headers=dan.headers).status_code == 401
+
+
+def test_tokens_are_judged_by_the_database_when_redis_lost_their_generation(app, client, accounts):
+    erin = accounts.create()
+    assert client.get("/api/jobs", headers=erin.headers).status_code == 200
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    redis.delete(TOKENS)  # as after a restart or a failover that lost it
+    with app.app_context():
+        db.session.delete(db.session.scalar(db.select(User).filter_by(name=erin.name)))
+        db.session.commit()
+    redis.delete(TOKENS)  # and once more after the deletion's new one
+    assert client.get("/api/jobs", headers=erin.headers).status_code == 401

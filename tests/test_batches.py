@@ -1,7 +1,10 @@
 """Jobs in pieces on real workers: batches, sequences, their counts, cancel and retry."""
 
+import uuid
+
 import pytest
 import requests
+from redis import Redis
 
 from myapp.jobs.publish_album import RETRIES
 from tests.jobs import album, seconds_between, submit
@@ -234,3 +237,17 @@ def test_bad_pieces_requests_start_nothing(app, client, alice, body, message):
     assert message in response.json["error"]
     assert rq_jobs_of(app, alice) == keys
     assert rows_of(app, alice) == rows
+
+
+def test_a_batchs_pieces_wait_their_turn_in_their_order(make_app, alice):
+    """Past ``MAX_RUNNING_JOBS_PER_USER`` the pieces are held back, each in its place."""
+    app = make_app(RQ_QUEUE=f"idle-{uuid.uuid4().hex[:8]}", MAX_RUNNING_JOBS_PER_USER=3)
+    client = app.test_client()
+    body = {"kind": "publish_album", "params": album(12, latency_ms=0)}
+    batch = client.post("/api/jobs", json=body, headers=alice.headers).json
+    pieces = client.get(f"/api/jobs?parent={batch['id']}", headers=alice.headers).json["jobs"]
+    assert [piece["id"] for piece in pieces] == batch["children"]
+    assert [piece["queue"]["position"] for piece in pieces] == list(range(1, 13))
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    running = redis.lrange(f"rq:queue:{app.config['RQ_QUEUE']}", 0, -1)
+    assert [job_id.decode() for job_id in running] == batch["children"][:3]

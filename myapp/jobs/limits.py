@@ -14,7 +14,7 @@ together.
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 
 from myapp.connections import get_redis
 from myapp.errors import StorageFull, TooManyJobs, TooManyStreams
@@ -23,6 +23,9 @@ from myapp.keys import admitted_key, channel_for, hour_key, streams_key
 
 #: Seconds a window of ``MAX_JOBS_PER_HOUR`` lasts.
 HOUR = 3600
+#: A JSON body up to this size costs less to read and check than the round trip of
+#: :func:`precheck`: :func:`admit` alone refuses it, after.
+SMALL_BODY_BYTES = 64 * 1024
 
 # KEYS: the user's admitted jobs, the prefix of its hourly counters (the script names
 # the current hour's, by Redis' clock). ARGV: the job, the active limit, the hourly
@@ -86,8 +89,12 @@ def precheck(user_id: int, uploading: bool) -> None:
 
     :class:`TooManyJobs` as :func:`admit` would answer (which still decides, once the
     body is valid); :class:`StorageFull` when ``uploading`` and the user's storage is
-    full.
+    full. A JSON body of at most ``SMALL_BODY_BYTES`` is not looked at here: reading it
+    costs less than the look, and :func:`admit` refuses it the same way.
     """
+    size = request.content_length
+    if not uploading and size is not None and size <= SMALL_BODY_BYTES:
+        return
     _take_place(user_id, "", look_only=True)
     if uploading:
         check_storage(user_id, 1)

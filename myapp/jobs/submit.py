@@ -12,6 +12,8 @@ from flask import current_app
 from pydantic import ValidationError
 from rq import Retry
 from rq.rate_limit import RateLimit
+from sqlalchemy import delete, insert
+from sqlalchemy.orm.attributes import set_committed_value
 
 from myapp import job_json
 from myapp.connections import drop_job, get_queue, get_redis
@@ -19,12 +21,15 @@ from myapp.db import db, kept_after_commit
 from myapp.errors import InvalidJob
 from myapp.jobs import KINDS, limits, uploads
 from myapp.keys import running_limit_key
-from myapp.models import TrackedJob, User
+from myapp.models import TrackedJob, Upload, User
 from myapp.ordering import FIRST
 from myapp.pipeline import aggregate, counters, lifecycle
 
 #: Parameter errors listed in one answer; a huge bad request gets a short reply.
 MAX_ERRORS_LISTED = 10
+#: The statement that writes a job's rows, made once: SQLAlchemy finds its compiled
+#: form by a key that a new statement would compute again.
+_INSERT = insert(TrackedJob.__table__)
 
 
 def validate(payload: Any) -> tuple[str, dict[str, Any]]:
@@ -65,6 +70,10 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     has one per piece; an upload goes in a row of its own, named by the params),
     then the jobs enqueued; a failure at any point undoes the steps before it, so
     nothing is left half-made.
+
+    The rows are written by one INSERT per shape (the parent, its pieces), not by
+    the session's unit of work: the request reads them back from the objects made
+    here, which never join the session.
     """
     spec = KINDS[kind]
     now = job_json.utcnow()
@@ -77,62 +86,64 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         kept = {name: value for name, value in params.items() if name != spec.upload}
         params = {**kept, "upload": upload.id}
     queue = current_app.config["RQ_QUEUE"]
-    row = TrackedJob(
-        id=job_id,
-        user_id=user.id,
-        kind=kind,
-        params=params,
-        status="queued",
-        version=FIRST,
-        created_at=now,
-        updated_at=now,
-        group_mode=spec.mode,
-        queue=queue,
-    )
+    parent = {
+        "id": job_id,
+        "user_id": user.id,
+        "kind": kind,
+        "params": params,
+        "status": "queued",
+        "version": FIRST,
+        "created_at": now,
+        "updated_at": now,
+        "group_mode": spec.mode,
+        "queue": queue,
+    }
     pieces = spec.pieces(params) if spec.pieces else []
     if pieces:  # a parent's bar starts at 0 of its pieces, not "unknown"
-        row.progress_done, row.progress_total, row.progress_percent = 0, len(pieces), 0.0
-    children = [
-        TrackedJob(
-            id=str(uuid.uuid4()),
-            user_id=user.id,
-            kind=piece.kind,
-            params=piece.params,
-            status="queued",
-            version=FIRST,
-            created_at=now,
-            updated_at=now,
-            parent_id=row.id,
-            position=position,
-            name=piece.name,
-            weight=piece.weight,
-            queue=queue,
-        )
+        parent.update(progress_done=0, progress_total=len(pieces), progress_percent=0.0)
+    pieces_values = [
+        {
+            "id": str(uuid.uuid4()),
+            "user_id": user.id,
+            "kind": piece.kind,
+            "params": piece.params,
+            "status": "queued",
+            "version": FIRST,
+            "created_at": now,
+            "updated_at": now,
+            "parent_id": job_id,
+            "position": position,
+            "name": piece.name,
+            "weight": piece.weight,
+            "queue": queue,
+        }
         for position, piece in enumerate(pieces)
     ]
+    row = TrackedJob(**parent)
+    children = [TrackedJob(**values) for values in pieces_values]
+    if spec.mode:  # the parent lists its pieces without reading them back
+        set_committed_value(row, "children", children)
     try:
         limits.admit(user.id, row.id)
     except Exception:  # refused, or Redis down: the upload added above is not kept
         db.session.rollback()
         raise
     try:
-        db.session.add_all([row, *children])
-        with kept_after_commit():  # the enqueue and the answer read the rows
-            db.session.commit()
+        _write([parent], pieces_values, upload=upload)
         try:
-            if children:
+            if spec.mode == "sequence":
                 aggregate.start(get_redis(), row, children)
-                _enqueue_pieces(children, spec.mode == "sequence")
+                _enqueue_stages(children)
                 counters.job_enqueued(get_redis(), kind)
             else:
-                enqueue(row)
+                if children:
+                    aggregate.start(get_redis(), row, children)
+                _enqueue_new(row, children)
         except Exception:
             # Whatever kept the jobs out of Redis, no row or job may outlive it.
-            for child in children:
-                drop_job(child.id)
-            for record in [*children, row, *([upload] if upload else [])]:
-                db.session.delete(record)
-            db.session.commit()
+            for job in [*children, row]:
+                drop_job(job.id)
+            _unwrite([row.id, *(child.id for child in children)], upload)
             raise
     except Exception:
         limits.release(user.id, row.id)
@@ -142,11 +153,54 @@ def submit(user: User, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
-def _enqueue_pieces(children: list[TrackedJob], sequence: bool) -> None:
-    """Enqueue each piece; in a sequence each waits for the one before (``depends_on``)."""
+def _write(*rows: list[dict[str, Any]], upload: Upload | None) -> None:
+    """Commit the rows (each list one INSERT), with the upload the session holds if any;
+    without one, on a connection of their own, which costs less than the session."""
+    if upload is None:
+        with db.engine.begin() as conn:
+            for values in filter(None, rows):
+                conn.execute(_INSERT, values)
+        return
+    for values in filter(None, rows):
+        db.session.execute(_INSERT, values)
+    with kept_after_commit():  # the user and the upload stay loaded
+        db.session.commit()
+
+
+def _unwrite(ids: list[str], upload: Upload | None) -> None:
+    """Delete the rows :func:`_write` committed, and the upload."""
+    gone = delete(TrackedJob.__table__).where(TrackedJob.id.in_(ids))
+    if upload is None:
+        with db.engine.begin() as conn:
+            conn.execute(gone)
+        return
+    db.session.execute(gone)
+    db.session.delete(upload)
+    db.session.commit()
+
+
+def _enqueue_new(row: TrackedJob, children: list[TrackedJob]) -> None:
+    """Enqueue a new job with its count in one round trip; a batch's pieces in two:
+    the first ``MAX_RUNNING_JOBS_PER_USER`` (which may start at once), then the rest."""
+    queue = get_queue()
+    jobs = children or [row]
+    first = current_app.config["MAX_RUNNING_JOBS_PER_USER"] if children else len(jobs)
+    for start, run in ((0, jobs[:first]), (first, jobs[first:])):
+        if not run:
+            continue
+        with get_redis().pipeline() as pipe:
+            queue.enqueue_held([_call(job) for job in run], pipe, places=(start, len(jobs)))
+            counters.job_enqueued(pipe, run[0].kind, len(run))  # the pieces share a kind
+            if children and start == 0:
+                counters.job_enqueued(pipe, row.kind)
+            pipe.execute()
+
+
+def _enqueue_stages(children: list[TrackedJob]) -> None:
+    """Enqueue a sequence's stages, each waiting for the one before (``depends_on``)."""
     previous = None
     for child in children:
-        enqueue(child, depends_on=previous if sequence else None)
+        enqueue(child, depends_on=previous)
         previous = child.id
 
 
@@ -165,6 +219,20 @@ def enqueue(
     after Redis lost it while it ran has ``attempts_used`` of its kind's attempts
     spent already (:func:`myapp.jobs.control.rebuild`); the caller checked one is left.
     """
+    queue = get_queue()
+    call = _call(row, version, attempts_used)
+    if depends_on is not None:  # RQ's own way, which watches the stage before
+        queue.enqueue_call(**call, depends_on=depends_on)
+        counters.job_enqueued(get_redis(), row.kind)
+        return
+    with get_redis().pipeline() as pipe:
+        queue.enqueue_held([call], pipe)
+        counters.job_enqueued(pipe, row.kind)
+        pipe.execute()
+
+
+def _call(row: TrackedJob, version: int | None = None, attempts_used: int = 0) -> dict[str, Any]:
+    """RQ's arguments for the row's job (:meth:`rq.Queue.create_job`'s)."""
     spec = KINDS[row.kind]
     retry = spec.retry
     if retry is not None and attempts_used:
@@ -180,15 +248,13 @@ def enqueue(
     }
     if row.parent_id is not None:
         meta.update(parent_id=row.parent_id, name=row.name)
-    get_queue().enqueue_call(
-        spec.func,
-        kwargs=row.params,
-        job_id=row.id,
-        timeout=spec.timeout,
-        retry=retry,
-        description=f"{row.kind} {row.id}",
-        meta=meta,
-        depends_on=depends_on,
-        rate_limit=RateLimit(running_limit_key(row.user_id), concurrency),
-    )
-    counters.job_enqueued(get_redis(), row.kind)
+    return {
+        "func": spec.func,
+        "kwargs": row.params,
+        "job_id": row.id,
+        "timeout": spec.timeout,
+        "retry": retry,
+        "description": f"{row.kind} {row.id}",
+        "meta": meta,
+        "rate_limit": RateLimit(running_limit_key(row.user_id), concurrency),
+    }

@@ -15,8 +15,9 @@ from myapp.keys import COUNTERS
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0)
 
 
-def job_enqueued(redis, kind: str) -> None:
-    redis.hincrby(COUNTERS, f"enqueued|{kind}", 1)
+def job_enqueued(redis, kind: str, count: int = 1) -> None:
+    """Count ``count`` jobs of ``kind`` enqueued (``redis`` may be a pipeline)."""
+    redis.hincrby(COUNTERS, f"enqueued|{kind}", count)
 
 
 def job_ended(redis, job: dict[str, Any]) -> None:

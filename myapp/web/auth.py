@@ -2,12 +2,19 @@
 
 Page forms carry a CSRF token; requests with an ``Authorization`` header need
 none, because a browser never adds that header to a cross-site request.
+
+A process remembers the user of each token it has seen for up to
+``TOKEN_MEMORY_SECONDS``, as of the value of :data:`myapp.keys.TOKENS`, which every
+deletion of a token or a user replaces (:mod:`myapp.models`): a request reads that
+value (one Redis command) instead of the database, and a revoked token stops working
+at once. Without Redis, the database answers.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
+import time
 
 from flask import (
     Blueprint,
@@ -21,15 +28,24 @@ from flask import (
 )
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect
+from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from myapp.connections import get_redis
 from myapp.db import db
 from myapp.errors import Unauthenticated, wants_json
+from myapp.keys import TOKENS
 from myapp.models import ApiToken, User
 from myapp.web.throttle import login_reserve, login_succeeded
 
 #: The session key holding :attr:`User.session_version` from sign-in.
 _VERSION_KEY = "session_version"
+#: Seconds a token's user is remembered at most, even while :data:`myapp.keys.TOKENS`
+#: holds: a failover that lost the newest value cannot revive a token for longer.
+TOKEN_MEMORY_SECONDS = 60.0
+#: Tokens remembered per process at most; past it, the memory starts again empty.
+TOKEN_MEMORY_SIZE = 10_000
+_MEMORY = "myapp.token_users"
 
 
 class HeaderFirstCSRFProtect(CSRFProtect):
@@ -84,8 +100,39 @@ def _load_token_user(req) -> User | None:
     auth = req.authorization
     if auth is None or auth.type != "bearer" or not auth.token:
         return None
+    digest = ApiToken.hash(auth.token)
+    memory: dict[str, tuple[User, bytes, float]] = current_app.extensions.setdefault(_MEMORY, {})
+    try:
+        generation = _token_generation()
+    except RedisError:
+        memory.clear()  # a deletion may pass unseen meanwhile: ask the database alone
+        return _token_owner(digest)
+    known = memory.get(digest)
+    if known is not None and known[1] == generation and time.monotonic() < known[2]:
+        return known[0]
+    user = _token_owner(digest)
+    if user is not None:
+        # Detached, it is the same for every request: loaded columns only, no session.
+        db.session.expunge(user)
+        if len(memory) >= TOKEN_MEMORY_SIZE:
+            memory.clear()
+        memory[digest] = user, generation, time.monotonic() + TOKEN_MEMORY_SECONDS
+    return user
+
+
+def _token_owner(digest: str) -> User | None:
     owner = db.select(User).join(User.tokens)
-    return db.session.scalar(owner.where(ApiToken.token_hash == ApiToken.hash(auth.token)))
+    return db.session.scalar(owner.where(ApiToken.token_hash == digest))
+
+
+def _token_generation() -> bytes:
+    """The value of :data:`myapp.keys.TOKENS`, made if Redis has none (new, or lost)."""
+    redis = get_redis()
+    generation = redis.get(TOKENS)
+    if generation is None:
+        redis.set(TOKENS, secrets.token_hex(16), nx=True)
+        generation = redis.get(TOKENS)
+    return generation
 
 
 @login_manager.unauthorized_handler
