@@ -21,6 +21,7 @@ HEADINGS = {
     "Latency to the page": "page",
     "Capacity": "capacity",
     "Output streams": "output",
+    "Scale-out over web processes": "scaleout",
 }
 #: How each scenario's lines under "Goals" begin (bench/report.py and bench/sections.py
 #: write them); a line that matches none continues the line before it.
@@ -32,6 +33,7 @@ GOAL_LEADS = {
     "page": r"- (\*\*)?Page latency",
     "enqueue": r"- (\*\*Database writes per job constant, not proportional to up|Enqueue path)",
     "output": r"- (\*\*)?Output ",
+    "scaleout": r"- (\*\*)?Scale-out over web processes",
 }
 PROVENANCE = "*From the run of "
 
