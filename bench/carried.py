@@ -29,7 +29,7 @@ GOAL_LEADS = {
     "fanout": r"- (\*\*)?(Throughput at|p99 latency at|Redis clients per web)|  - Reconnect storm",
     "capacity": r"- \*\*[\d,]+ idle streams on one",
     "jobs": r"- \*\*Job overhead, progress at",
-    "workers": r"- \*\*Job overhead at 10 Hz on every worker class",
+    "workers": r"- \*\*(Job overhead at 10 Hz on every worker class|Short jobs against bare)",
     "page": r"- (\*\*)?Page latency",
     "enqueue": r"- (\*\*Database writes per job constant, not proportional to up|Enqueue path)",
     "output": r"- (\*\*)?Output ",
