@@ -365,7 +365,14 @@ def _bare_ratios(runs: list[dict]) -> list[str]:
         if jobs_s is None:
             continue
         if not lines:
-            lines = ["", "myapp's `worker` / bare `rq` (paired by repeat):", ""]
+            lines = [
+                "",
+                "myapp's `worker` / bare `rq` (paired by repeat; both forking `Worker`s, the "
+                "same count; a bare batch lasts a fraction of a second, so its jobs/s is coarse "
+                "(the batch is polled every 50 ms) and the worker CPU per job is the steadier "
+                "figure):",
+                "",
+            ]
         lines.append(
             f"- `{batch}`: jobs/s {fmt(jobs_s, 100, 1, '%')}; worker CPU per job "
             f"{fmt(cpu, 1, 2, '×')}"
@@ -983,7 +990,10 @@ def scaleout_section(res: dict) -> list[str]:
         "of the streams), busiest process first.",
         "- *Redis output*: the change of `INFO stats` `total_net_output_bytes` over the run "
         "(publisher's replies included, the bench's two `INFO` calls subtracted), per second "
-        "of window and drain and per published event.",
+        "of window and drain and per published event. Per event that is one pub/sub "
+        "message (the event's JSON with its log id, on the channel of its user) to the one "
+        "process holding that user's stream, and the publisher's reply: were every process "
+        "subscribed to every user's channel, it would be P messages.",
         "",
         "| P | streams per process | subscriptions | delivered events/s | delivered | p50 | p99 "
         "| web cores | web CPU / delivered event | per process | Redis CPU / event "
