@@ -70,7 +70,6 @@ def _make_users(count: int) -> list[dict]:
     from myapp.models import User
 
     app = create_app()
-    made = []
     with app.app_context():
         first = User(name=f"{PREFIX}0")
         first.set_password("x")
@@ -81,8 +80,7 @@ def _make_users(count: int) -> list[dict]:
             pending.append((user, user.new_token()))
             db.session.add(user)
         db.session.commit()
-        made = [{"name": u.name, "id": u.id, "token": t} for u, t in pending]
-    return made
+        return [{"name": u.name, "id": u.id, "token": t} for u, t in pending]
 
 
 def start(p: int, workdir: Path, db_path: Path, users: list[dict]) -> System:
@@ -162,14 +160,12 @@ def run_p(p: int, opts: ScaleOptions, workdir: Path, db_path: Path, users: list[
     system = start(p, workdir, db_path, users)
     try:
         opened = fanout.open_streams(system, len(users), fopts)
-        held = streams_per_process(system)
         subs = subscriptions(system)
         opts.log(
             f"  P={p}: {opened['open']} streams open in {opened['open_seconds']:.1f}s; "
-            f"per process {sorted(held.values())}; subscriptions {subs}"
+            f"subscriptions {subs}"
         )
-        result = {"p": p, "open": opened, "streams_per_process": held, "subscriptions": subs}
-        result["runs"] = []
+        result = {"p": p, "open": opened, "subscriptions": subs, "runs": []}
         for repeat in range(opts.repeats):
             if time.monotonic() > opts.deadline:
                 opts.log(f"  time budget spent: P={p} #{repeat} skipped")
@@ -195,6 +191,9 @@ def run_p(p: int, opts: ScaleOptions, workdir: Path, db_path: Path, users: list[
                 f"{1e6 * run['cpu']['web'] / max(run['received'], 1):.0f} µs CPU/event, "
                 f"Redis out {run['redis_output'] / max(run['published'], 1):.0f} B/event"
             )
+        # Read after the runs, by which time every process has flushed its figures.
+        result["streams_per_process"] = held = streams_per_process(system)
+        opts.log(f"  P={p}: streams per process {sorted(held.values())}")
         result["server_errors"] = system.web.errors()
         return result
     finally:
