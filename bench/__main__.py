@@ -156,7 +156,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--scale-processes", type=ints, help="gunicorn worker processes P (default 1,2,4)"
     )
     parser.add_argument("--scale-users", type=int, help="users, one stream each (2000)")
-    parser.add_argument("--scale-repeats", type=int, help="repeats of each P's run (2)")
+    parser.add_argument("--scale-repeats", type=int, help="repeats of each P's run (3)")
     parser.add_argument(
         "--budget", type=float, help="seconds the fan-out and job scenarios may take (default 600)"
     )
@@ -206,7 +206,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "panel_bytes": 20_000 if quick else 100_000,
         "scale_processes": [1, 2, 4],
         "scale_users": 100 if quick else 2000,
-        "scale_repeats": 1 if quick else 2,
+        "scale_repeats": 1 if quick else 3,
         "budget": 150.0 if quick else 600.0,
         "output": RESULTS / "quick.md" if quick else DOC,
     }

@@ -40,7 +40,7 @@ class ScaleOptions:
     users: int = 2000  # one stream each
     rate: float = 1000.0
     duration: float = 8.0
-    repeats: int = 2
+    repeats: int = 3
     drain: float = 3.0
     settle: float = 4.0
     deadline: float = float("inf")  # time.monotonic() after which no run starts

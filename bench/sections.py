@@ -1013,8 +1013,8 @@ def scaleout_section(res: dict) -> list[str]:
     lines += [
         "",
         "| ratio | web CPU / delivered event | busiest process's CPU / its event "
-        "| Redis output / event |",
-        "|---|---|---|---|",
+        "| Redis output / event | Redis CPU / event |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         if r["p"] == 1:
@@ -1022,7 +1022,8 @@ def scaleout_section(res: dict) -> list[str]:
         lines.append(
             f"| P={r['p']} / P=1 | {_scale_ratio(rows, 'web_per_event', r['p'])} "
             f"| {_scale_ratio(rows, 'busiest', r['p'])} "
-            f"| {_scale_ratio(rows, 'out_per_event', r['p'])} |"
+            f"| {_scale_ratio(rows, 'out_per_event', r['p'])} "
+            f"| {_scale_ratio(rows, 'redis_per_event', r['p'])} |"
         )
     closed = sum(r["closed"] for r in rows)
     if closed:
