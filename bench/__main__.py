@@ -48,7 +48,7 @@ ALLOWANCES = {
     "page": 150.0,
     "capacity": 420.0,
     "output": 180.0,
-    "scaleout": 180.0,  # about 90 s at full size
+    "scaleout": 180.0,  # about 2 minutes at full size
 }
 
 
