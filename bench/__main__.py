@@ -1,7 +1,8 @@
 """``python -m bench``: run the benchmarks and write docs/benchmarks.md.
 
 The default run (fan-out at 100, 1,000 and 5,000 streams and job overhead, then
-worker classes, enqueue path, latency to the page, capacity and output streams) stops by itself
+worker classes, enqueue path, latency to the page, capacity, output streams and
+the scale-out over 1, 2 and 4 web processes) stops by itself
 within about twenty minutes: no fan-out or job run starts once its share of
 ``--budget`` is spent, and each later scenario has an allowance of its own
 (``ALLOWANCES``); what was skipped is written in the report. ``--scenarios``
@@ -22,12 +23,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import capacity, carried, enqueue, fanout, jobs, output, page, report, servers, workers
+from bench import (
+    capacity,
+    carried,
+    enqueue,
+    fanout,
+    jobs,
+    output,
+    page,
+    report,
+    scaleout,
+    servers,
+    workers,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC = servers.ROOT / "docs" / "benchmarks.md"
 #: Every scenario, in the order of the default run.
-SCENARIOS = ["fanout", "jobs", "workers", "enqueue", "page", "capacity", "output"]
+SCENARIOS = ["fanout", "jobs", "workers", "enqueue", "page", "capacity", "output", "scaleout"]
 #: Seconds after which no new run of these scenarios starts (full size; --quick: a third).
 ALLOWANCES = {
     "workers": 420.0,
@@ -35,6 +48,7 @@ ALLOWANCES = {
     "page": 150.0,
     "capacity": 420.0,
     "output": 180.0,
+    "scaleout": 180.0,  # about 2 minutes at full size
 }
 
 
@@ -139,6 +153,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--panel-bytes", type=int, help="characters written into each panel (100000)"
     )
     parser.add_argument(
+        "--scale-processes", type=ints, help="gunicorn worker processes P (default 1,2,4)"
+    )
+    parser.add_argument("--scale-users", type=int, help="users, one stream each (2000)")
+    parser.add_argument("--scale-repeats", type=int, help="repeats of each P's run (3)")
+    parser.add_argument(
         "--budget", type=float, help="seconds the fan-out and job scenarios may take (default 600)"
     )
     parser.add_argument("--output", type=Path, help="the Markdown file to write")
@@ -185,6 +204,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "output_seconds": 3.0 if quick else 10.0,
         "panels": 2 if quick else 10,
         "panel_bytes": 20_000 if quick else 100_000,
+        "scale_processes": [1, 2, 4],
+        "scale_users": 100 if quick else 2000,
+        "scale_repeats": 1 if quick else 3,
         "budget": 150.0 if quick else 600.0,
         "output": RESULTS / "quick.md" if quick else DOC,
     }
@@ -340,6 +362,22 @@ def main(argv: list[str]) -> int:
                 log=log,
             )
             results["output"] = output.run(oopts, workdir, db_path, users)
+        if "scaleout" in args.scenarios:
+            log(
+                f"scale-out: P = {args.scale_processes} web processes, {args.scale_users} "
+                f"users × 1 stream, {args.rate:g} events/s"
+            )
+            sopts = scaleout.ScaleOptions(
+                processes=args.scale_processes,
+                users=args.scale_users,
+                rate=args.rate,
+                duration=args.duration,
+                repeats=args.scale_repeats,
+                drain=args.drain,
+                deadline=time.monotonic() + allowance["scaleout"],
+                log=log,
+            )
+            results["scaleout"] = scaleout.run(sopts, workdir, db_path)
     results["elapsed"] = time.monotonic() - started
     results["load_end"] = report.load_average()
     results["machine"] = report.machine(results["redis_version"])

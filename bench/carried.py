@@ -21,6 +21,7 @@ HEADINGS = {
     "Latency to the page": "page",
     "Capacity": "capacity",
     "Output streams": "output",
+    "Scale-out over web processes": "scaleout",
 }
 #: How each scenario's lines under "Goals" begin (bench/report.py and bench/sections.py
 #: write them); a line that matches none continues the line before it.
@@ -28,10 +29,11 @@ GOAL_LEADS = {
     "fanout": r"- (\*\*)?(Throughput at|p99 latency at|Redis clients per web)|  - Reconnect storm",
     "capacity": r"- \*\*[\d,]+ idle streams on one",
     "jobs": r"- \*\*Job overhead, progress at",
-    "workers": r"- \*\*Job overhead at 10 Hz on every worker class",
+    "workers": r"- \*\*(Job overhead at 10 Hz on every worker class|Short jobs against bare)",
     "page": r"- (\*\*)?Page latency",
     "enqueue": r"- (\*\*Database writes per job constant, not proportional to up|Enqueue path)",
     "output": r"- (\*\*)?Output ",
+    "scaleout": r"- (\*\*)?Scale-out over web processes",
 }
 PROVENANCE = "*From the run of "
 

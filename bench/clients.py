@@ -1,7 +1,7 @@
 """The stream clients: many SSE (or bare Redis pub/sub) streams in one asyncio process.
 
-Run as ``python -m bench.clients '<json config>'`` by :mod:`bench.fanout`; it
-takes one command per line on stdin and answers one JSON line on stdout:
+Run as ``python -m bench.clients '<json config>'`` (or ``@FILE``, :func:`config_arg`)
+by :mod:`bench.fanout`; it takes one command per line on stdin and answers one JSON line on stdout:
 
 - ``open``: open every stream not open yet (a few at a time) and wait until each
   is ready (myapp: its ``snapshot`` arrived; stock flask-sse sends nothing before
@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import resource
 import sys
+import tempfile
 import time
 from array import array
+from pathlib import Path
 
 from bench.servers import raise_nofile
 
@@ -281,6 +284,28 @@ class Client:
         return {"error": f"unknown command {name!r}"}
 
 
+def config_arg(config: dict) -> str:
+    """The config as this module's argument: ``@PATH`` of a file when too long for one
+    (Linux takes at most 128 KiB; the tokens of 2,000 users are more)."""
+    text = json.dumps(config)
+    if len(text) < 100_000:
+        return text
+    fd, path = tempfile.mkstemp(prefix="bench-clients-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return "@" + path
+
+
+def read_config(arg: str) -> dict:
+    if not arg.startswith("@"):
+        return json.loads(arg)
+    path = Path(arg[1:])
+    try:
+        return json.loads(path.read_text())
+    finally:
+        path.unlink()
+
+
 async def main(config: dict) -> None:
     client = Client(config)
     loop = asyncio.get_running_loop()
@@ -303,7 +328,7 @@ if __name__ == "__main__":
         import uvloop
     except ImportError:  # plain asyncio works too, only slower
         uvloop = None
-    config = json.loads(sys.argv[1])
+    config = read_config(sys.argv[1])
     if uvloop is not None:
         uvloop.run(main(config))
     else:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import servers
+from bench.clients import config_arg
 from bench.servers import LineProc, RedisServer, WebServer
 
 #: What each system runs: its web app (None: no HTTP) and how its events are published.
@@ -165,7 +166,7 @@ def open_streams(system: System, n: int, opts: Options) -> dict:
         }
         client = LineProc(
             f"client-{system.name}-{len(system.clients)}",
-            [servers.PYTHON, "-m", "bench.clients", json.dumps(config)],
+            [servers.PYTHON, "-m", "bench.clients", config_arg(config)],
         )
         system.clients.append(client)
         client.read(30)  # its "ready"

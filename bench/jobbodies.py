@@ -9,6 +9,11 @@ def noop() -> None:
     """Nothing: what a tracked job costs by itself."""
 
 
+def pause(seconds: float = 0.01) -> None:
+    """A short job: 10 ms of sleep (beside bare RQ's :func:`bench.bare_bodies.pause`)."""
+    time.sleep(seconds)
+
+
 def sleeper(steps: int = 10, seconds: float = 1.0) -> int:
     """``seconds`` of work in ``steps``, reporting nothing."""
     for _ in range(steps):

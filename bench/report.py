@@ -442,7 +442,8 @@ def render(results: dict) -> str:
         ".venv/bin/python -m bench --quick   # a smoke run of a few minutes, written to "
         "bench/results/quick.md",
         ".venv/bin/python -m bench --streams 100,1000 --systems stock,myapp,bare --duration 8",
-        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity,output); the others are",
+        "# some scenarios (of fanout,jobs,workers,enqueue,page,capacity,output,scaleout); the "
+        "others are",
         "# taken from the newest full run in bench/results/:",
         ".venv/bin/python -m bench --scenarios enqueue,page",
         ".venv/bin/python -m bench --scenarios workers --worker-kinds simple,worker,pool",
@@ -450,6 +451,7 @@ def render(results: dict) -> str:
         "--enqueue-concurrency 1,8",
         ".venv/bin/python -m bench --scenarios capacity --capacity-steps 2500,5000,10000",
         ".venv/bin/python -m bench --scenarios output --output-jobs 100 --output-streams 1000",
+        ".venv/bin/python -m bench --scenarios scaleout --scale-processes 1,2,4 --scale-users 2000",
         ".venv/bin/python -m bench --render bench/results/<run>.json   # rewrite this file only",
         ".venv/bin/python -m bench --help",
         "```",
@@ -485,7 +487,7 @@ def render(results: dict) -> str:
         goal_lines += goals(judged, fan_opts, results["fanout"].get("bursts", []))
     elif "fanout" in kept:
         goal_lines += kept["fanout"]["goals"]
-    for key in ("capacity", "jobs", "workers", "page", "enqueue", "output"):
+    for key in ("capacity", "jobs", "workers", "page", "enqueue", "output", "scaleout"):
         if results.get(key) and key in sections.GOALS:
             goal_lines += sections.GOALS[key](results[key])
         elif key in kept:

@@ -1,4 +1,5 @@
-"""The Markdown of the enqueue, worker, page, capacity and output scenarios, and their goals.
+"""The Markdown of the enqueue, worker, page, capacity, output and scale-out scenarios, and
+their goals.
 
 Each ``*_section`` returns the lines under its heading; each ``*_goals`` the
 lines it adds to the "Goals" section (empty when the scenario did not run).
@@ -228,6 +229,7 @@ TITLES = {
     "page": "Latency to the page",
     "capacity": "Capacity",
     "output": "Output streams",
+    "scaleout": "Scale-out over web processes",
 }
 
 
@@ -239,9 +241,13 @@ WORKER_KINDS = {
     "worker": "`python worker.py`: myapp's TrackingWorker, RQ's forking `Worker` (a work "
     "horse per job)",
     "pool": "`rq worker-pool -n W -w myapp.worker.PoolWorker` (as docs/scaling.md starts it)",
+    "rq": "bare RQ: `rq worker -S json bare` (RQ's forking `Worker`, the JSON serializer), "
+    "plain functions (`bench/bare_bodies.py`) on a queue of its own, no myapp tracking; "
+    "timed until its finished registry holds the batch",
 }
 WORKER_BATCHES = {
     "noop": "a job that does nothing",
+    "10ms": "a 10 ms `time.sleep`, a short job",
     "none": "1 s of work in 10 steps, no progress",
     "10hz": "the same, with a `progress.update` at each step (10 Hz)",
     "flood": "1 s of `progress.update` calls as fast as the job can make them (unthrottled)",
@@ -289,9 +295,12 @@ def workers_section(res: dict) -> list[str]:
                 f"| {fmt(spread(r['redis_cpu_per_job'] for r in rs), 1000, 2, ' ms')} "
                 f"| {calls} | {trips} |"
             )
+    lines += _bare_ratios(runs)
     lines += ["", "With progress / without (jobs/s, paired by repeat):", ""]
     for kind in kinds:
         mine = [r for r in runs if r["kind"] == kind]
+        if not any(r["batch"] == "none" for r in mine):
+            continue
         ten = _paired_batches(mine, "10hz", "none")
         flood = _paired_batches(mine, "flood", "none")
         lines.append(
@@ -341,6 +350,39 @@ def workers_section(res: dict) -> list[str]:
     return lines
 
 
+def _against_bare(runs: list[dict], batch: str, key: str) -> tuple | None:
+    """myapp's ``worker`` / bare ``rq`` on ``batch``, paired by repeat."""
+    by = {(r["kind"], r["batch"], r["repeat"]): r[key] for r in runs}
+    return spread(
+        by[("worker", batch, k)] / by[("rq", batch, k)]
+        for (kind, b, k) in by
+        if kind == "rq" and b == batch and ("worker", batch, k) in by and by[("rq", batch, k)]
+    )
+
+
+def _bare_ratios(runs: list[dict]) -> list[str]:
+    lines = []
+    for batch in ("noop", "10ms"):
+        jobs_s = _against_bare(runs, batch, "jobs_per_s")
+        cpu = _against_bare(runs, batch, "worker_cpu_per_job")
+        if jobs_s is None:
+            continue
+        if not lines:
+            lines = [
+                "",
+                "myapp's `worker` / bare `rq` (paired by repeat; both forking `Worker`s, the "
+                "same count; a bare batch lasts a fraction of a second, so its jobs/s is coarse "
+                "(the batch is polled every 50 ms) and the worker CPU per job is the steadier "
+                "figure):",
+                "",
+            ]
+        lines.append(
+            f"- `{batch}`: jobs/s {fmt(jobs_s, 100, 1, '%')}; worker CPU per job "
+            f"{fmt(cpu, 1, 2, '×')}"
+        )
+    return lines
+
+
 def _paired_batches(runs: list[dict], a: str, b: str) -> tuple | None:
     by = {(r["batch"], r["repeat"]): r for r in runs}
     return spread(
@@ -364,14 +406,40 @@ def workers_goals(res: dict) -> list[str]:
             f"{kind} {ten[1]:.1%}"
             + (f" ({trips:.2f} round trips per update)" if trips is not None else "")
         )
-    if not parts:
-        return []
-    return [
-        f"- **Job overhead at 10 Hz on every worker class: {'MET' if met else 'MISSED'}.** "
-        "jobs/s with progress at 10 Hz against the same 1 s jobs without (medians of the "
-        f"paired repeats; goal ≥ 95%): {'; '.join(parts)}. Aim, one pipelined round trip per "
-        "update: see the Redis round-trip table."
-    ]
+    lines = []
+    if parts:
+        lines.append(
+            f"- **Job overhead at 10 Hz on every worker class: {'MET' if met else 'MISSED'}.** "
+            "jobs/s with progress at 10 Hz against the same 1 s jobs without (medians of the "
+            f"paired repeats; goal ≥ 95%): {'; '.join(parts)}. Aim, one pipelined round trip "
+            "per update: see the Redis round-trip table."
+        )
+    bare = []
+    for batch in ("noop", "10ms"):
+        ratio = _against_bare(runs, batch, "jobs_per_s")
+        if ratio is None:
+            continue
+        rs = {
+            k: [r for r in runs if r["kind"] == k and r["batch"] == batch] for k in ("worker", "rq")
+        }
+        jobs_s = {k: median(r["jobs_per_s"] for r in v) for k, v in rs.items()}
+        cpu = {k: median(r["worker_cpu_per_job"] for r in v) for k, v in rs.items()}
+        bare.append(
+            (
+                ratio[1] >= 0.8,
+                f"`{batch}` {jobs_s['worker']:.1f} vs {jobs_s['rq']:.1f} jobs/s ({ratio[1]:.0%}), "
+                f"worker CPU per job {cpu['worker'] * 1000:.1f} vs {cpu['rq'] * 1000:.1f} ms",
+            )
+        )
+    if bare:
+        ok = all(m for m, _ in bare)
+        lines.append(
+            f"- **Short jobs against bare RQ (issue #18; goal: myapp's `worker` at ≥ 80% of bare "
+            f"RQ's jobs/s): {'MET' if ok else 'MISSED'}.** myapp vs bare, medians: "
+            + "; ".join(text for _, text in bare)
+            + "."
+        )
+    return lines
 
 
 # -- latency to the page -------------------------------------------------------------
@@ -851,12 +919,161 @@ def output_goals(res: dict) -> list[str]:
     return lines
 
 
+# -- scale-out over web processes ----------------------------------------------------
+
+
+def _scale_rows(res: dict) -> list[dict]:
+    """Per P, its runs pooled: sums over the repeats, medians of the latencies."""
+    rows = []
+    for entry in res["per_p"]:
+        runs = entry["runs"]
+        if not runs:
+            continue
+        received = sum(r["received"] for r in runs)
+        published = sum(r["published"] for r in runs)
+        seconds = sum(r["window_seconds"] + r["drain_seconds"] for r in runs)
+        held = entry["streams_per_process"]
+        total = sum(held.values()) or 1
+        per_process = []
+        for pid in sorted(held, key=lambda k: -held[k]):
+            cpu = sum(r["process_cpu"].get(pid, 0.0) for r in runs)
+            delivered = received * held[pid] / total
+            per_process.append((held[pid], cpu / delivered if delivered else None))
+        rows.append(
+            {
+                "p": entry["p"],
+                "held": sorted(held.values(), reverse=True),
+                "subs": sorted(entry["subscriptions"], reverse=True),
+                "delivered_per_s": median([r["delivered_per_s"] for r in runs]),
+                "fraction": received / max(sum(r["expected"] for r in runs), 1),
+                "p50": median([r["latency"]["p50"] for r in runs]),
+                "p99": median([r["latency"]["p99"] for r in runs]),
+                "web_cores": sum(r["cpu"]["web"] for r in runs) / seconds,
+                "web_per_event": sum(r["cpu"]["web"] for r in runs) / max(received, 1),
+                "per_process": per_process,
+                "busiest": per_process[0][1] if per_process else None,
+                "redis_per_event": sum(r["cpu"]["redis"] for r in runs) / max(received, 1),
+                "out_per_s": sum(r["redis_output"] for r in runs) / seconds,
+                "out_per_event": sum(r["redis_output"] for r in runs) / max(published, 1),
+                "closed": sum(r["closed"] for r in runs),
+                "repeats": len(runs),
+            }
+        )
+    return rows
+
+
+def _scale_ratio(rows: list[dict], key: str, p: int) -> str:
+    base = next((r for r in rows if r["p"] == 1), None)
+    other = next((r for r in rows if r["p"] == p), None)
+    if not base or not other or not base[key]:
+        return "–"
+    return f"{other[key] / base[key]:.2f}×"
+
+
+def scaleout_section(res: dict) -> list[str]:
+    rows = _scale_rows(res)
+    lines = [
+        f"myapp's fan-out (as in Fan-out above: `/stream` with a Bearer token, events published "
+        f"with `event_log.append`) on `gunicorn --workers P`, P = "
+        f"{', '.join(str(e['p']) for e in res['per_p'])}: {res['users']:,} users with one "
+        f"stream each, {res['rate']:,.0f} events/s round-robin over the users for "
+        f"{res['duration']:g} s, {res['repeats']} repeat(s) per P; each P with a fresh Redis "
+        "and web server, the same streams and the same events. With one stream per user every "
+        "event is for one process, whichever P: a hub subscribed to its own users' channels "
+        "only should keep each process's CPU per delivered event and Redis's output per event "
+        "flat as processes are added.",
+        "",
+        "- *streams per process*: each worker's `open_streams` in its `myapp:metrics:web:*` "
+        "hash; the workers share one listening socket and the kernel spreads the connections "
+        "(unevenly). *subscriptions*: `CLIENT LIST`'s `sub` of each pub/sub connection (its "
+        "users' channels plus the hub's own).",
+        "- *web CPU*: utime + stime of the arbiter and its workers over the publishing window "
+        "and the drain, per event received; *per process*: each worker's CPU over the whole "
+        "run divided by the events its streams received (the events received times its share "
+        "of the streams), busiest process first.",
+        "- *Redis output*: the change of `INFO stats` `total_net_output_bytes` over the run "
+        "(publisher's replies included, the bench's two `INFO` calls subtracted), per second "
+        "of window and drain and per published event. Per event that is one pub/sub "
+        "message (the event's JSON with its log id, on the channel of its user) to the one "
+        "process holding that user's stream, and the publisher's reply: were every process "
+        "subscribed to every user's channel, it would be P messages.",
+        "",
+        "| P | streams per process | subscriptions | delivered events/s | delivered | p50 | p99 "
+        "| web cores | web CPU / delivered event | per process | Redis CPU / event "
+        "| Redis output | Redis output / event |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        per = ", ".join("–" if us is None else f"{us * 1e6:,.0f}" for _, us in r["per_process"])
+        lines.append(
+            f"| {r['p']} | {', '.join(f'{h:,}' for h in r['held'])} "
+            f"| {', '.join(f'{s:,}' for s in r['subs'])} | {r['delivered_per_s']:,.0f} "
+            f"| {r['fraction']:.1%} | {_ms(r['p50'])} | {_ms(r['p99'])} "
+            f"| {r['web_cores']:.2f} | {r['web_per_event'] * 1e6:,.0f} µs | {per} µs "
+            f"| {r['redis_per_event'] * 1e6:,.1f} µs | {r['out_per_s'] / 1024:,.0f} KiB/s "
+            f"| {r['out_per_event']:,.0f} B |"
+        )
+    lines += [
+        "",
+        "| ratio | web CPU / delivered event | busiest process's CPU / its event "
+        "| Redis output / event | Redis CPU / event |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["p"] == 1:
+            continue
+        lines.append(
+            f"| P={r['p']} / P=1 | {_scale_ratio(rows, 'web_per_event', r['p'])} "
+            f"| {_scale_ratio(rows, 'busiest', r['p'])} "
+            f"| {_scale_ratio(rows, 'out_per_event', r['p'])} "
+            f"| {_scale_ratio(rows, 'redis_per_event', r['p'])} |"
+        )
+    closed = sum(r["closed"] for r in rows)
+    if closed:
+        lines += ["", f"Streams dropped by the server during the runs: {closed}."]
+    errors = {f"P={e['p']} {k}": v for e in res["per_p"] for k, v in e["server_errors"].items()}
+    if errors:
+        lines += [
+            "",
+            "Exceptions in the web servers' logs: "
+            + ", ".join(f"{k} × {v}" for k, v in errors.items())
+            + ".",
+        ]
+    return lines
+
+
+def scaleout_goals(res: dict) -> list[str]:
+    rows = _scale_rows(res)
+    if not any(r["p"] == 1 for r in rows) or len(rows) < 2:
+        return []
+    cpu = ", ".join(
+        f"P={r['p']}/P=1 {_scale_ratio(rows, 'web_per_event', r['p'])}" for r in rows if r["p"] != 1
+    )
+    out = ", ".join(
+        f"P={r['p']}/P=1 {_scale_ratio(rows, 'out_per_event', r['p'])}" for r in rows if r["p"] != 1
+    )
+    base = rows[0]
+    worst_cpu = max(r["web_per_event"] / base["web_per_event"] for r in rows)
+    worst_out = max(r["out_per_event"] / base["out_per_event"] for r in rows)
+    met = worst_cpu <= 1.25 and worst_out <= 1.1
+    return [
+        f"- {'**' if met else ''}Scale-out over web processes, {res['users']:,} users × 1 "
+        f"stream, {res['rate']:,.0f} events/s (issue #18; flat: within 1.25× for CPU, 1.1× "
+        f"for Redis output){'**' if met else ''}: web CPU per delivered event {cpu}; Redis "
+        f"output per published event {out} "
+        f"({', '.join(format(r['out_per_event'], ',.0f') for r in rows)} B); p99 "
+        f"{', '.join(_ms(r['p99']) for r in rows)} "
+        f"(P = {', '.join(str(r['p']) for r in rows)}). " + ("Met." if met else "Missed.")
+    ]
+
+
 SECTIONS = {
     "workers": workers_section,
     "enqueue": enqueue_section,
     "page": page_section,
     "capacity": capacity_section,
     "output": output_section,
+    "scaleout": scaleout_section,
 }
 GOALS = {
     "jobs": jobs_goals,
@@ -865,4 +1082,5 @@ GOALS = {
     "page": page_goals,
     "capacity": capacity_goals,
     "output": output_goals,
+    "scaleout": scaleout_goals,
 }

@@ -206,8 +206,11 @@ class WebServer:
         self.proc.stop(15)
 
 
-def start_gunicorn(name: str, app: str, env: dict[str, str], logdir: Path) -> WebServer:
-    """gunicorn, gevent worker class, one worker process, as the Procfile runs it.
+def start_gunicorn(
+    name: str, app: str, env: dict[str, str], logdir: Path, workers: int = 1
+) -> WebServer:
+    """gunicorn, gevent worker class, one worker process (``workers`` for the
+    scale-out), as the Procfile runs it.
 
     myapp (``app:app``) runs on the worker class of :mod:`myapp.gunicorn_config`,
     the baselines on stock gevent. ``--worker-connections`` is raised from
@@ -226,7 +229,7 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], logdir: Path) -> We
             "--worker-class",
             gunicorn_config.worker_class if app == "app:app" else "gevent",
             "--workers",
-            "1",
+            str(workers),
             "--worker-connections",
             "20000",
             "--backlog",
