@@ -132,9 +132,8 @@ def test_the_openapi_description_matches_the_kinds(client):
     assert set(schemas[process]["required"]) == {"steps", "step_seconds"}
 
 
-def test_starting_a_job_reads_back_nothing_it_wrote(app, client, alice):
-    """One SELECT (the token's user; the quotas are counted in Redis), the INSERT, and
-    no reload of the new row."""
+def start_counting_sql(app, client, account) -> list[str]:
+    """Start a job; the kinds of SQL statement (``SELECT``, ``INSERT``) it ran."""
     with app.app_context():
         engine = db.engine
     statements = []
@@ -144,30 +143,23 @@ def test_starting_a_job_reads_back_nothing_it_wrote(app, client, alice):
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
+        response = client.post("/api/jobs", json=PROCESS, headers=account.headers)
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert response.status_code == 202
-    assert statements == ["SELECT", "INSERT"]
+    return statements
+
+
+def test_starting_a_job_reads_back_nothing_it_wrote(app, client, alice):
+    """One SELECT (the token's user; the quotas are counted in Redis), the INSERT, and
+    no reload of the new row."""
+    assert start_counting_sql(app, client, alice) == ["SELECT", "INSERT"]
 
 
 def test_a_token_seen_before_starts_a_job_with_the_insert_alone(app, client, alice):
     """Its user is remembered (as of the tokens' generation in Redis): no SELECT."""
     assert client.post("/api/jobs", json=PROCESS, headers=alice.headers).status_code == 202
-    with app.app_context():
-        engine = db.engine
-    statements = []
-
-    def record(_conn, _cursor, statement, *_):
-        statements.append(statement.split()[0].upper())
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        response = client.post("/api/jobs", json=PROCESS, headers=alice.headers)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert response.status_code == 202
-    assert statements == ["INSERT"]
+    assert start_counting_sql(app, client, alice) == ["INSERT"]
 
 
 @pytest.fixture
