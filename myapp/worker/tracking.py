@@ -50,26 +50,6 @@ _PR_SET_PDEATHSIG = 1
 RESTART_SECONDS = 2.0
 
 
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the reaper still resolves what the children held
-
-
-_forks_watched = False
-
-
-def _children_die_with_this_process() -> None:
-    """Every process the worker forks (its scheduler, each work horse) is killed when
-    the worker dies: a scheduler left behind by a worker killed with -9 would go on
-    enqueuing with the code and the configuration of its day."""
-    global _forks_watched
-    if not _forks_watched:
-        os.register_at_fork(after_in_child=_die_with_parent)
-        _forks_watched = True
-
-
 class ResumingJob(Job):
     """RQ's job, whose body runs again from its checkpoint (:mod:`myapp.steps`) when it
     met a database out of reach, until the database is back (:func:`myapp.db.ride_out`)."""
@@ -94,7 +74,6 @@ class TrackingWorker(Worker):
     job_class = ResumingJob
 
     def __init__(self, *args, death_seconds: float, cancel_grace: float, **kwargs):
-        _children_die_with_this_process()
         self.death_seconds = death_seconds
         self.cancel_grace = cancel_grace
         super().__init__(
@@ -167,11 +146,14 @@ class TrackingWorker(Worker):
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
-        # The horse dies with its worker rather than run on unwatched (it was forked
-        # so: _children_die_with_this_process). It opens database connections of its
-        # own: see myapp.db.
+        # The horse must die with its worker rather than run on unwatched. (It opens
+        # database connections of its own: see myapp.db.)
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # not Linux: the reaper still resolves the job
         if os.getppid() != self.pid:
-            os._exit(1)  # the worker died before that took effect
+            os._exit(1)  # the worker died before the line above took effect
         progress.run_as(self.execution.composite_key, self.name)
         super().main_work_horse(job, queue)
 
