@@ -580,13 +580,7 @@ def capacity_section(res: dict) -> list[str]:
             f"| {fmt(spread(x['web_cores'] for x in pr), 1, 2)} | {mem} |"
         )
     errors = res.get("server_errors") or {}
-    if errors:
-        lines += [
-            "",
-            "Exceptions in the web server's log: "
-            + ", ".join(f"{k} × {v}" for k, v in errors.items())
-            + ".",
-        ]
+    lines += _exceptions(errors, "web server's log")
     return lines
 
 
@@ -769,13 +763,7 @@ def output_section(res: dict) -> list[str]:
             "what it has.",
         ]
     errors = mine.get("server_errors") or {}
-    if errors:
-        lines += [
-            "",
-            "Exceptions in the web server's log: "
-            + ", ".join(f"{k} × {v}" for k, v in errors.items())
-            + ".",
-        ]
+    lines += _exceptions(errors, "web server's log")
     lines += ["", *_writes_table(res), "", *_panels_table(res)]
     return lines
 
@@ -1032,13 +1020,7 @@ def scaleout_section(res: dict) -> list[str]:
     if closed:
         lines += ["", f"Streams dropped by the server during the runs: {closed}."]
     errors = {f"P={e['p']} {k}": v for e in res["per_p"] for k, v in e["server_errors"].items()}
-    if errors:
-        lines += [
-            "",
-            "Exceptions in the web servers' logs: "
-            + ", ".join(f"{k} × {v}" for k, v in errors.items())
-            + ".",
-        ]
+    lines += _exceptions(errors, "web servers' logs")
     return lines
 
 
@@ -1084,3 +1066,13 @@ GOALS = {
     "output": output_goals,
     "scaleout": scaleout_goals,
 }
+
+
+def _exceptions(errors: dict[str, int], where: str) -> list[str]:
+    """The lines naming the exceptions the web servers logged during a scenario, if any."""
+    if not errors:
+        return []
+    return [
+        "",
+        f"Exceptions in the {where}: " + ", ".join(f"{k} × {v}" for k, v in errors.items()) + ".",
+    ]
