@@ -71,8 +71,15 @@ def cluster(service_env, redis_url):
     finally:
         for process in processes:
             process.terminate()
+        stuck = []
         for process in processes:
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stuck.append(process.args)
+                process.kill()  # not left running into the next tests
+                process.wait()
+        assert not stuck, f"did not stop within 30 s of SIGTERM: {stuck}"
 
 
 def post(base, account, path, body=None):

@@ -1,10 +1,13 @@
 """The worker's side of the lifecycle: what RQ, the database and the stream say."""
 
+import time
+
 from rq.job import Job
 
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.models import TrackedJob
+from myapp.worker import TrackingWorker
 from tests.jobs import enqueue_test_job, start
 from tests.sse_client import Stream, ended, snapshot_sent
 
@@ -93,3 +96,19 @@ def test_our_own_errors_read_as_their_message_and_others_keep_their_type():
     assert describe_error(theirs, 600) == "ValueError: boom"
     timeout = "Traceback...\nrq.timeouts.JobTimeoutException: Task exceeded maximum timeout value"
     assert describe_error(timeout, 600) == "timed out after 600 s"
+
+
+def test_a_stopping_worker_never_waits_for_its_command_listener(app):
+    # The listener's stop raced the reply that wakes it, and then waited a minute:
+    # 1 in about 15 stops on a busy machine.
+    with app.app_context():
+        queue = get_queue()
+        for _ in range(100):
+            worker = TrackingWorker(
+                [queue], connection=queue.connection, death_seconds=10, cancel_grace=1
+            )
+            worker.subscribe()
+            began = time.monotonic()
+            worker.unsubscribe()
+            assert time.monotonic() - began < 5
+            assert not worker.pubsub_thread.is_alive()

@@ -174,6 +174,15 @@ class TrackingWorker(Worker):
                 pass  # the horse just ended
         super().request_stop(signum, frame)
 
+    def unsubscribe(self):
+        # RQ wakes its command listener with the reply to UNSUBSCRIBE, then stops it.
+        # When the reply came first, the listener went back to wait 60 s for a
+        # subscription, and redis-py 8's stop() waits for it: a stop took a minute.
+        # Told first, the listener ends on the reply.
+        if self.pubsub_thread:
+            self.pubsub_thread._running.clear()
+        super().unsubscribe()
+
     # -- lifecycle --------------------------------------------------------
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
