@@ -1,5 +1,7 @@
 """The worker's side of the lifecycle: what RQ, the database and the stream say."""
 
+import os
+import threading
 import time
 
 from rq.job import Job
@@ -7,6 +9,7 @@ from rq.job import Job
 from myapp.connections import get_queue
 from myapp.db import db
 from myapp.models import TrackedJob
+from myapp.pipeline import lifecycle
 from myapp.worker import TrackingWorker
 from tests.jobs import enqueue_test_job, start
 from tests.sse_client import Stream, ended, snapshot_sent
@@ -112,3 +115,25 @@ def test_a_stopping_worker_never_waits_for_its_command_listener(app):
             worker.unsubscribe()
             assert time.monotonic() - began < 5
             assert not worker.pubsub_thread.is_alive()
+
+
+def test_no_work_horse_is_forked_while_a_delayed_flush_runs():
+    # A batch's held-back event is sent by a timer thread of the worker. A horse forked
+    # while that thread held a lock (the database pool's) waited on it forever.
+    holding, began = threading.Event(), time.monotonic()
+
+    def flush():
+        with lifecycle._not_forking:  # what lifecycle._flush_later runs under
+            holding.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=flush)
+    thread.start()
+    holding.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the horse: the guard is free here, as any lock the flush took
+        os._exit(0 if lifecycle._not_forking.acquire(timeout=1) else 1)
+    waited = time.monotonic() - began
+    thread.join()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert waited >= 0.5, "the fork did not wait for the flush"

@@ -10,6 +10,7 @@ and names the rules it keeps (ordering, coalescing).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -203,6 +204,17 @@ def flush_parent(user_id: int, parent_id: str) -> None:
     _parent_changed(user_id, parent_id, aggregate.flush(get_redis(), parent_id, gap, db_interval))
 
 
+#: Held by a delayed flush while it runs, and by every ``os.fork()`` while it forks. A
+#: work horse forked while a flush's thread held a lock (SQLAlchemy's pool's, say)
+#: waited for it forever: that thread does not exist in the horse.
+_not_forking = threading.Lock()
+os.register_at_fork(
+    before=_not_forking.acquire,
+    after_in_parent=_not_forking.release,
+    after_in_child=_not_forking.release,
+)
+
+
 def _parent_changed(user_id: int, parent_id: str, outcome: Any) -> None:
     if isinstance(outcome, float):
         app = current_app._get_current_object()
@@ -223,7 +235,7 @@ def _parent_changed(user_id: int, parent_id: str, outcome: Any) -> None:
 
 
 def _flush_later(app, user_id: int, parent_id: str) -> None:
-    with app.app_context():
+    with _not_forking, app.app_context():
         flush_parent(user_id, parent_id)
 
 
