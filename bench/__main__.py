@@ -46,9 +46,9 @@ ALLOWANCES = {
     "workers": 420.0,
     "enqueue": 240.0,
     "page": 150.0,
-    "capacity": 420.0,
+    "capacity": 900.0,  # the ramps to 100,000 streams over the host start by then
     "output": 180.0,
-    "scaleout": 180.0,  # about 2 minutes at full size
+    "scaleout": 360.0,  # about 5 minutes at full size, the dense fan-out included
 }
 
 
@@ -139,6 +139,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--capacity-steps", type=ints, help="idle streams to ramp through (2500,5000,10000)"
     )
     parser.add_argument(
+        "--capacity-host",
+        type=ints,
+        help="STREAMS,PROCESSES: idle streams over several web processes (100000,7; 0 skips)",
+    )
+    parser.add_argument(
         "--probe-seconds", type=float, help="seconds of /healthz probing per probe (default 5)"
     )
     parser.add_argument("--output-jobs", type=int, help="jobs writing output at once (100)")
@@ -157,6 +162,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--scale-users", type=int, help="users, one stream each (2000)")
     parser.add_argument("--scale-repeats", type=int, help="repeats of each P's run (3)")
+    parser.add_argument(
+        "--scale-dense", type=int, help="streams of the dense fan-out over 10 users (5000; 0 skips)"
+    )
     parser.add_argument(
         "--budget", type=float, help="seconds the fan-out and job scenarios may take (default 600)"
     )
@@ -197,6 +205,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "page_steps": 12 if quick else 40,
         "page_repeats": 1 if quick else 3,
         "capacity_steps": [500, 1000] if quick else [2500, 5000, 10000],
+        "capacity_host": [2000, 2] if quick else [100_000, 7],
         "probe_seconds": 2.0 if quick else 5.0,
         "output_jobs": 10 if quick else 100,
         "output_streams": 100 if quick else 1000,
@@ -207,6 +216,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "scale_processes": [1, 2, 4],
         "scale_users": 100 if quick else 2000,
         "scale_repeats": 1 if quick else 3,
+        "scale_dense": 500 if quick else 5000,
         "budget": 150.0 if quick else 600.0,
         "output": RESULTS / "quick.md" if quick else DOC,
     }
@@ -332,9 +342,12 @@ def main(argv: list[str]) -> int:
             )
             results["enqueue"] = enqueue.run(eopts, workdir, db_path, users)
         if "capacity" in args.scenarios:
-            log(f"capacity: idle streams {args.capacity_steps}")
+            log(f"capacity: idle streams {args.capacity_steps}, host {args.capacity_host}")
+            host_streams, host_processes = (*args.capacity_host, 1)[:2]
             copts = capacity.CapacityOptions(
                 steps=args.capacity_steps,
+                host_streams=host_streams,
+                host_processes=host_processes,
                 probe_seconds=args.probe_seconds,
                 probes=1 if args.quick else 3,
                 deadline=time.monotonic() + allowance["capacity"],
@@ -373,6 +386,7 @@ def main(argv: list[str]) -> int:
                 rate=args.rate,
                 duration=args.duration,
                 repeats=args.scale_repeats,
+                dense_streams=args.scale_dense,
                 drain=args.drain,
                 deadline=time.monotonic() + allowance["scaleout"],
                 log=log,

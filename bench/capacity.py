@@ -1,4 +1,5 @@
-"""Capacity: idle streams ramped up to 10,000 on one web process, ``/healthz`` probed.
+"""Capacity: idle streams ramped up to 10,000 on one web process and to 100,000 on
+the host's several, ``/healthz`` probed.
 
 One gunicorn gevent worker (as in the fan-out) runs myapp on its own Redis and a
 SQLite file of its own (users with no jobs: the streams' snapshots are empty). The
@@ -10,7 +11,12 @@ web process also renews all its streams' leases in Redis, in one round trip).
 
 Then, at 0 and at the largest step only: myapp with ``STREAM_HEARTBEAT_SECONDS``
 600 (what the heartbeats and their lease renewals cost), and the floor
-(:mod:`bench.idle_app`, a bare Flask SSE view on the same server). At 0 streams and after each step,
+(:mod:`bench.idle_app`, a bare Flask SSE view on the same server). Last, the host:
+``gunicorn --workers P`` (one listening socket; a process whose
+``--worker-connections`` are taken stops accepting, so no process passes the file
+limit, which cannot be raised past its hard limit here) ramped to 100,000 streams,
+the clients opening theirs P at a time, and the floor likewise. At 0 streams and
+after each step (with the machine's busy cores, all processes counted),
 :mod:`bench.loadgen` sends ``GET /healthz`` at a fixed rate over a few keep-alive
 connections and records each answer's latency; memory is read at the same points:
 
@@ -24,6 +30,7 @@ connections and records each answer's latency; memory is read at the same points
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -47,6 +54,9 @@ class CapacityOptions:
     probes: int = 3  # per step
     per_client: int = 5000
     floor: bool = True  # also quiet myapp and bench.idle_app, at the largest step
+    host_streams: int = 100_000  # over several web processes (0: not run)
+    host_processes: int = 7
+    host_connections: int = 18_000  # each process's --worker-connections
     open_concurrency: int = 100
     deadline: float = float("inf")
     log: callable = print
@@ -68,6 +78,23 @@ def memory(web: servers.WebServer, redis: servers.RedisServer) -> dict:
     }
 
 
+def open_files(web: servers.WebServer) -> list[int]:
+    """Each web worker process's open files: its streams, and a few dozen of its own."""
+    counts = []
+    for pid in web.worker_pids():
+        try:
+            counts.append(len(os.listdir(f"/proc/{pid}/fd")))
+        except OSError:
+            pass  # it ended meanwhile
+    return counts
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (``/proc/stat``: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def probe(web: servers.WebServer, opts: CapacityOptions) -> dict:
     from bench.enqueue import load
 
@@ -80,10 +107,11 @@ def probe(web: servers.WebServer, opts: CapacityOptions) -> dict:
         "rate": opts.probe_rate,
         "duration": opts.probe_seconds,
     }
-    cpu0 = servers.cpu_seconds(web.pids())
+    cpu0, busy0 = servers.cpu_seconds(web.pids()), busy_seconds()
     out = load(config, timeout=opts.probe_seconds + 60)
-    cpu1 = servers.cpu_seconds(web.pids())
+    cpu1, busy1 = servers.cpu_seconds(web.pids()), busy_seconds()
     return {
+        "host_cores": (busy1 - busy0) / out["seconds"],
         **percentiles(out["latencies"]),
         "min": min(out["latencies"], default=None),
         "errors": out["errors"],
@@ -134,16 +162,47 @@ def run(opts: CapacityOptions, workdir: Path, db_path: Path, users: list[dict]) 
                 "floor", "bench.idle_app:app", env, [0, max(opts.steps)], redis, opts, workdir,
                 users, skipped,
             )  # fmt: skip
+    if opts.host_streams and time.monotonic() < opts.deadline:
+        with ExitStack() as stack:
+            redis = servers.start_redis(workdir / "redis-host", "host")
+            stack.callback(redis.stop)
+            env = servers.service_env(redis.url, f"sqlite:///{db_path}")
+            env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
+            results["host"], results["host_errors"] = ramp(
+                "myapp-host", "app:app", env, [0, opts.host_streams], redis, opts, workdir,
+                users, skipped, workers=opts.host_processes,
+            )  # fmt: skip
+        results["host_processes"] = opts.host_processes
+        results["host_connections"] = opts.host_connections
+    if opts.host_streams and opts.floor and time.monotonic() < opts.deadline:
+        with ExitStack() as stack:
+            redis = servers.start_redis(workdir / "redis-floor-host", "floor-host")
+            stack.callback(redis.stop)
+            results["floor_host"], _ = ramp(
+                "floor-host", "bench.idle_app:app", servers.service_env(redis.url),
+                [0, opts.host_streams], redis, opts, workdir, users, skipped,
+                workers=opts.host_processes,
+            )  # fmt: skip
     if skipped:
         results["skipped"] = ", ".join(skipped)
     return results
 
 
-def ramp(name, app, env, steps, redis, opts, workdir, users, skipped) -> tuple[list[dict], dict]:
-    """Open idle streams up to each of ``steps`` in turn; memory and probes at each."""
+def ramp(
+    name, app, env, steps, redis, opts, workdir, users, skipped, workers: int = 1
+) -> tuple[list[dict], dict]:
+    """Open idle streams up to each of ``steps`` in turn; memory and probes at each.
+    With several web ``workers``, as many clients open their streams at once."""
     found = []
     with ExitStack() as stack:
-        web = servers.start_gunicorn(f"capacity-{name}", app, env, workdir)
+        if workers > 1:
+            web = servers.start_gunicorn(
+                f"capacity-{name}", app, env, workdir, workers=workers,
+                worker_connections=opts.host_connections,
+            )  # fmt: skip
+            servers.wait_until(lambda: len(web.worker_pids()) >= workers, 30, f"{name} workers")
+        else:
+            web = servers.start_gunicorn(f"capacity-{name}", app, env, workdir)
         stack.callback(web.stop)
         clients: list[LineProc] = []
         stack.callback(lambda: [c.stop() for c in clients])
@@ -159,31 +218,41 @@ def ramp(name, app, env, steps, redis, opts, workdir, users, skipped) -> tuple[l
             started = time.monotonic()
             failed = 0
             while opened + failed < n:
-                count = min(opts.per_client, n - opened - failed)
-                config = {
-                    "kind": "sse",
-                    "host": "127.0.0.1",
-                    "port": web.port,
-                    "n": count,
-                    "offset": opened + failed,
-                    "users": [{"path": "/stream", "token": u["token"]} for u in users],
-                    "ready_mark": "event:snapshot",
-                    "concurrency": opts.open_concurrency,
-                    "open_timeout": 120,
-                    "sources": SOURCES,
-                }
-                client = LineProc(
-                    f"capacity-client-{len(clients)}",
-                    [servers.PYTHON, "-m", "bench.clients", json.dumps(config)],
-                )
-                clients.append(client)
-                client.read(30)
-                answer = client.ask("open", timeout=600)
-                opened += answer["open"]
-                failed += answer["failed"]
+                batch = []
+                offset = opened + failed
+                while len(batch) < workers and offset < n:
+                    count = min(opts.per_client, n - offset)
+                    config = {
+                        "kind": "sse",
+                        "host": "127.0.0.1",
+                        "port": web.port,
+                        "n": count,
+                        "offset": offset,
+                        "users": [{"path": "/stream", "token": u["token"]} for u in users],
+                        "ready_mark": "event:snapshot",
+                        # As many opening at once over the host as on one process.
+                        "concurrency": max(10, opts.open_concurrency // workers),
+                        "open_timeout": 120,
+                        "sources": SOURCES,
+                    }
+                    client = LineProc(
+                        f"capacity-client-{len(clients)}",
+                        [servers.PYTHON, "-m", "bench.clients", json.dumps(config)],
+                    )
+                    clients.append(client)
+                    batch.append(client)
+                    offset += count
+                for client in batch:
+                    client.read(30)
+                    client.send("open")
+                for client in batch:
+                    answer = json.loads(client.read(600))
+                    opened += answer["open"]
+                    failed += answer["failed"]
             open_seconds = time.monotonic() - started
             time.sleep(1.0)
             now = memory(web, redis)
+            files = open_files(web)
             probes = [probe(web, opts) for _ in range(opts.probes)]
             still = sum(c.ask("count")["open"] for c in clients)
             found.append(
@@ -195,12 +264,14 @@ def ramp(name, app, env, steps, redis, opts, workdir, users, skipped) -> tuple[l
                     "memory": now,
                     "delta": {k: now[k] - base[k] for k in now},
                     "probes": probes,
+                    "open_files": files,
                 }
             )
             p99 = [p["p99"] for p in probes]
             opts.log(
                 f"  capacity {name}: {still:,} streams open ({failed} failed, "
                 f"{open_seconds:.0f}s), /healthz p99 {' / '.join(f'{v * 1000:.1f}' for v in p99)}"
-                f" ms, web RSS {now['web_rss'] / 2**20:.0f} MiB"
+                f" ms, web RSS {now['web_rss'] / 2**20:.0f} MiB, open files per web process "
+                f"{min(files, default=0):,}–{max(files, default=0):,}"
             )
         return found, web.errors()

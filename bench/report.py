@@ -449,9 +449,11 @@ def render(results: dict) -> str:
         ".venv/bin/python -m bench --scenarios workers --worker-kinds simple,worker,pool",
         ".venv/bin/python -m bench --scenarios enqueue --enqueue-systems rq,myapp-postgres "
         "--enqueue-concurrency 1,8",
-        ".venv/bin/python -m bench --scenarios capacity --capacity-steps 2500,5000,10000",
+        ".venv/bin/python -m bench --scenarios capacity --capacity-steps 2500,5000,10000 "
+        "--capacity-host 100000,7",
         ".venv/bin/python -m bench --scenarios output --output-jobs 100 --output-streams 1000",
-        ".venv/bin/python -m bench --scenarios scaleout --scale-processes 1,2,4 --scale-users 2000",
+        ".venv/bin/python -m bench --scenarios scaleout --scale-processes 1,2,4 --scale-users 2000 "
+        "--scale-dense 5000",
         ".venv/bin/python -m bench --render bench/results/<run>.json   # rewrite this file only",
         ".venv/bin/python -m bench --help",
         "```",

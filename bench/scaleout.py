@@ -14,6 +14,11 @@ connections over the shared socket decides), the channels each pub/sub
 connection holds (``CLIENT LIST``'s ``sub``), and Redis's ``total_net_output_bytes``
 over each run, less what this module's own ``INFO`` calls add.
 
+Then the dense fan-out: ``dense_streams`` streams over ``dense_users`` users (5,000
+over 10, as :mod:`bench.fanout`'s largest N: 500,000 deliveries a second) on
+``dense_processes``, to see whether more processes bring its p99 down on this host:
+here every process holds streams of every user, so every event goes to each.
+
 Users are made in bulk (``python -m bench.scaleout users DB N``): one process, one
 password hash for all, as ``flask user create`` would make them one by one.
 """
@@ -24,7 +29,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import fanout, servers
@@ -41,6 +46,10 @@ class ScaleOptions:
     rate: float = 1000.0
     duration: float = 8.0
     repeats: int = 3
+    dense_streams: int = 5000  # 0: no dense fan-out
+    dense_users: int = 10
+    dense_processes: tuple[int, ...] = (1, 2, 4)
+    dense_repeats: int = 2
     drain: float = 3.0
     settle: float = 4.0
     deadline: float = float("inf")  # time.monotonic() after which no run starts
@@ -146,9 +155,18 @@ def info_cost(system: System) -> int:
     return b - a
 
 
-def run_p(p: int, opts: ScaleOptions, workdir: Path, db_path: Path, users: list[dict]) -> dict:
+def run_p(
+    p: int,
+    opts: ScaleOptions,
+    workdir: Path,
+    db_path: Path,
+    users: list[dict],
+    streams: int | None = None,
+) -> dict:
+    """P processes, ``streams`` streams (one per user unless given) round-robin over ``users``."""
+    streams = streams or len(users)
     fopts = fanout.Options(
-        streams=[len(users)],
+        streams=[streams],
         systems=["myapp"],
         users=len(users),
         rate=opts.rate,
@@ -159,7 +177,7 @@ def run_p(p: int, opts: ScaleOptions, workdir: Path, db_path: Path, users: list[
     )
     system = start(p, workdir, db_path, users)
     try:
-        opened = fanout.open_streams(system, len(users), fopts)
+        opened = fanout.open_streams(system, streams, fopts)
         subs = subscriptions(system)
         opts.log(
             f"  P={p}: {opened['open']} streams open in {opened['open_seconds']:.1f}s; "
@@ -219,6 +237,21 @@ def run(opts: ScaleOptions, workdir: Path, db_path: Path, users: list[dict] | No
             results.setdefault("skipped", []).append(f"P={p}")
             continue
         results["per_p"].append(run_p(p, opts, workdir, db_path, users))
+    if opts.dense_streams:
+        dense = users[: opts.dense_users]
+        dense_opts = replace(opts, repeats=min(opts.repeats, opts.dense_repeats))
+        results["dense"] = {
+            "users": len(dense), "streams": opts.dense_streams, "rate": opts.rate,
+            "duration": opts.duration, "repeats": dense_opts.repeats, "per_p": [],
+        }  # fmt: skip
+        for p in opts.dense_processes:
+            if time.monotonic() > opts.deadline:
+                opts.log(f"  time budget spent: dense P={p} skipped")
+                results["dense"].setdefault("skipped", []).append(f"P={p}")
+                continue
+            opts.log(f"  dense: {opts.dense_streams:,} streams over {len(dense)} users, P={p}")
+            entry = run_p(p, dense_opts, workdir, db_path, dense, streams=opts.dense_streams)
+            results["dense"]["per_p"].append(entry)
     return results
 
 

@@ -556,18 +556,28 @@ def capacity_section(res: dict) -> list[str]:
         "and their lease renewals cost, at the largest step only;",
         "- **floor**: `bench/idle_app.py`, a bare Flask SSE view on the same gunicorn gevent "
         "worker (one event, then a comment every 15 s; no user, Redis or database): the least "
-        "a stream holds on this stack, ramped to the largest step only.",
+        "a stream holds on this stack, ramped to the largest step only;",
+        f"- **myapp ×{res.get('host_processes', '–')}**: myapp on `gunicorn --workers "
+        f"{res.get('host_processes', '–')}` (one listening socket; `--worker-connections "
+        f"{res.get('host_connections', 0):,}` each, so that no process reaches the file "
+        "limit of 20,000, the hard limit here), the clients opening theirs that many at a "
+        "time: the host's capacity; **floor ×P**, the floor on as many processes: what a "
+        "host this busy costs any server.",
         "",
         "| system | streams open | failed | time to open | /healthz p50 | p99 | max | web cores "
-        "| web RSS / stream | Redis / stream | kernel / stream | total / stream |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| web RSS / stream | Redis / stream | kernel / stream | total / stream "
+        "| machine's busy cores |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [("myapp", s) for s in steps]
     rows += [("myapp-quiet", s) for s in res.get("quiet", [])]
     rows += [("floor", s) for s in res.get("floor", [])]
+    rows += [(f"myapp ×{res.get('host_processes')}", s) for s in res.get("host", [])]
+    rows += [(f"floor ×{res.get('host_processes')}", s) for s in res.get("floor_host", [])]
     for name, step in rows:
         pr = step["probes"]
         per = _per_stream(step) if step["open"] else None
+        busy = fmt(spread(x["host_cores"] for x in pr), 1, 2) if "host_cores" in pr[0] else "–"
         mem = (
             " | ".join(f"{per[k] / 1024:.1f} KiB" for k in ("web", "redis", "kernel", "total"))
             if per
@@ -577,10 +587,20 @@ def capacity_section(res: dict) -> list[str]:
             f"| {name} | {step['open']:,} | {step['failed']} | {step['open_seconds']:.0f} s "
             f"| {_ms(spread(x['p50'] for x in pr), 2)} | {_ms(spread(x['p99'] for x in pr), 2)} "
             f"| {_ms(spread(x['max'] for x in pr), 1)} "
-            f"| {fmt(spread(x['web_cores'] for x in pr), 1, 2)} | {mem} |"
+            f"| {fmt(spread(x['web_cores'] for x in pr), 1, 2)} | {mem} "
+            f"| {busy} |"
         )
+    top = max(res.get("host", []), key=lambda step: step["n"], default=None)
+    if top and top.get("open_files"):
+        files = top["open_files"]
+        lines += [
+            "",
+            f"At {top['open']:,} streams, the {len(files)} web processes held "
+            f"{min(files):,} to {max(files):,} open files each.",
+        ]
     errors = res.get("server_errors") or {}
     lines += _exceptions(errors, "web server's log")
+    lines += _exceptions(res.get("host_errors") or {}, "host's web servers' log")
     return lines
 
 
@@ -600,7 +620,7 @@ def capacity_goals(res: dict) -> list[str]:
     base = next((s for s in steps if s["n"] == 0), None)
     top = max((s for s in steps if s["n"]), key=lambda s: s["n"], default=None)
     if base is None or top is None:
-        return []
+        return host_goal(res)
     p99 = median(x["p99"] for x in top["probes"])
     base_p99 = median(x["p99"] for x in base["probes"])
     ratio = p99 / base_p99
@@ -619,7 +639,7 @@ def capacity_goals(res: dict) -> list[str]:
     floor_note = (" For comparison, " + "; ".join(notes) + ".") if notes else ""
     all_open = top["open"] >= top["n"]
     fast, small = ratio <= 2, per["total"] <= MEMORY_GOAL
-    return [
+    return host_goal(res) + [
         f"- **{top['n']:,} idle streams on one 2-core host: "
         f"{'MET' if all_open and fast and small else 'MISSED'}.** {top['open']:,} of "
         f"{top['n']:,} streams open on one web process; `/healthz` p99 {p99 * 1000:.1f} ms, "
@@ -630,6 +650,46 @@ def capacity_goals(res: dict) -> list[str]:
         f"(web RSS {per['web'] / 1024:.1f}, Redis {per['redis'] / 1024:.1f}, kernel "
         f"{per['kernel'] / 1024:.1f}; goal ≤ 32 KiB: {'met' if small else 'missed'})." + floor_note
     ]
+
+
+def host_goal(res: dict) -> list[str]:
+    host = _ramp_ratio(res.get("host", []))
+    if host is None:
+        return []
+    per_stream, open_, ratio, cores = host
+    top = max(res["host"], key=lambda step: step["n"])
+    base = next(step for step in res["host"] if step["n"] == 0)
+    processes = res["host_processes"]
+    per = _per_stream(top)
+    fast, small = ratio <= 2, per_stream <= MEMORY_GOAL
+    met = open_ >= top["n"] and fast and small
+    p99, base_p99 = (median(x["p99"] for x in step["probes"]) for step in (top, base))
+    files = top.get("open_files") or [0]
+    busy = median(x.get("host_cores", 0.0) for x in top["probes"])
+    return [
+        f"- **{top['n']:,} idle streams on this 2-core host, over {processes} web processes "
+        f"(issue #18): {'MET' if met else 'MISSED'}.** {open_:,} of {top['n']:,} open "
+        f"({min(files):,}–{max(files):,} open files per process); `/healthz` p99 "
+        f"{p99 * 1000:.1f} ms, {ratio:.1f}× its baseline with the same processes and no "
+        f"stream ({base_p99 * 1000:.1f} ms; goal ≤ 2×: {'met' if fast else 'missed'}), "
+        f"{cores:.2f} web cores; {per_stream / 1024:.1f} KiB per stream in all (web RSS "
+        f"{per['web'] / 1024:.1f}, Redis {per['redis'] / 1024:.1f}, kernel "
+        f"{per['kernel'] / 1024:.1f}; goal ≤ 32 KiB: {'met' if small else 'missed'}), "
+        f"on top of {base['memory']['web_rss'] / processes / 2**20:.0f} MiB of RSS per web "
+        f"process before any stream; the machine's 2 cores {busy:.2f} busy." + _floor_host_note(res)
+    ]
+
+
+def _floor_host_note(res: dict) -> str:
+    floor = _ramp_ratio(res.get("floor_host", []))
+    if floor is None:
+        return ""
+    top = max(res["floor_host"], key=lambda step: step["n"])
+    busy = median(x.get("host_cores", 0.0) for x in top["probes"])
+    return (
+        f" The floor on as many processes: {floor[1]:,} streams, p99 {floor[2]:.1f}× its own "
+        f"baseline, {floor[0] / 1024:.1f} KiB per stream, the machine's cores {busy:.2f} busy."
+    )
 
 
 # -- output streams ------------------------------------------------------------------
@@ -1016,12 +1076,74 @@ def scaleout_section(res: dict) -> list[str]:
             f"| {_scale_ratio(rows, 'out_per_event', r['p'])} "
             f"| {_scale_ratio(rows, 'redis_per_event', r['p'])} |"
         )
-    closed = sum(r["closed"] for r in rows)
+    lines += _dense_lines(res.get("dense"))
+    closed = sum(r["closed"] for r in rows + _scale_rows(res.get("dense") or {"per_p": []}))
     if closed:
         lines += ["", f"Streams dropped by the server during the runs: {closed}."]
-    errors = {f"P={e['p']} {k}": v for e in res["per_p"] for k, v in e["server_errors"].items()}
+    entries = res["per_p"] + (res.get("dense") or {}).get("per_p", [])
+    errors = {f"P={e['p']} {k}": v for e in entries for k, v in e["server_errors"].items()}
     lines += _exceptions(errors, "web servers' logs")
     return lines
+
+
+def _dense_cores(entry: dict) -> str:
+    """Cores used (web / Redis / client / publisher), summed over the runs of one P."""
+    runs = entry["runs"]
+    span = sum(r["window_seconds"] + r["drain_seconds"] for r in runs) or 1.0
+    used = [sum(r["cpu"].get(k, 0.0) for r in runs) for k in ("web", "redis", "client")]
+    used.append(sum(r["publisher_cpu"] for r in runs))
+    return " / ".join(f"{seconds / span:.2f}" for seconds in used)
+
+
+def _dense_lines(dense: dict | None) -> list[str]:
+    rows = _scale_rows(dense) if dense else []
+    if not rows:
+        return []
+    cores = {e["p"]: _dense_cores(e) for e in dense["per_p"] if e["runs"]}
+    lines = [
+        "",
+        f"The dense fan-out: {dense['streams']:,} streams over {dense['users']} users "
+        f"({dense['streams'] // dense['users']:,} each), {dense['rate']:,.0f} events/s, as "
+        f"Fan-out's largest N ({dense['streams'] * dense['rate'] / dense['users']:,.0f} "
+        "deliveries/s), on P processes. Each process holds streams of every user, so every "
+        "event goes to each: Redis's output grows with P here. The 2 cores are shared by the "
+        "web processes, Redis, the clients that read the streams and the publisher.",
+        "",
+        "| P | streams per process | delivered events/s | delivered | p50 | p99 | web CPU / "
+        "delivered event | cores: web / Redis / client / publisher | Redis output / event |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['p']} | {', '.join(f'{h:,}' for h in r['held'])} "
+            f"| {r['delivered_per_s']:,.0f} | {r['fraction']:.1%} | {_ms(r['p50'])} "
+            f"| {_ms(r['p99'])} | {r['web_per_event'] * 1e6:,.1f} µs | {cores[r['p']]} "
+            f"| {r['out_per_event']:,.0f} B |"
+        )
+    return lines
+
+
+def dense_goal(res: dict) -> list[str]:
+    dense = res.get("dense")
+    rows = _scale_rows(dense) if dense else []
+    if not rows:
+        return []
+    best = min(rows, key=lambda r: r["p99"])
+    met = best["p99"] <= 0.1
+    one = next((r for r in rows if r["p"] == 1), None)
+    figures = ", ".join(f"P={r['p']} {_ms(r['p99'])}" for r in rows)
+    why = ""
+    if one is not None:
+        entry = next(e for e in dense["per_p"] if e["p"] == 1)
+        why = (
+            f" One process spends {one['web_per_event'] * 1e6:.1f} µs of CPU per delivery, "
+            f"{one['web_cores']:.2f} cores at {one['delivered_per_s']:,.0f} deliveries/s "
+            f"(cores web / Redis / client / publisher: {_dense_cores(entry)})."
+        )
+    return [
+        f"- **Fan-out at {dense['streams']:,} streams, {dense['rate']:,.0f} events/s (issue "
+        f"#18; goal p99 ≤ 100 ms): {'MET' if met else 'MISSED'}.** p99 {figures}.{why}"
+    ]
 
 
 def scaleout_goals(res: dict) -> list[str]:
@@ -1046,7 +1168,7 @@ def scaleout_goals(res: dict) -> list[str]:
         f"({', '.join(format(r['out_per_event'], ',.0f') for r in rows)} B); p99 "
         f"{', '.join(_ms(r['p99']) for r in rows)} "
         f"(P = {', '.join(str(r['p']) for r in rows)}). " + ("Met." if met else "Missed.")
-    ]
+    ] + dense_goal(res)
 
 
 SECTIONS = {

@@ -207,15 +207,22 @@ class WebServer:
 
 
 def start_gunicorn(
-    name: str, app: str, env: dict[str, str], logdir: Path, workers: int = 1
+    name: str,
+    app: str,
+    env: dict[str, str],
+    logdir: Path,
+    workers: int = 1,
+    worker_connections: int = 20000,
 ) -> WebServer:
     """gunicorn, gevent worker class, one worker process (``workers`` for the
-    scale-out), as the Procfile runs it.
+    scale-out and the host's capacity), as the Procfile runs it.
 
     myapp (``app:app``) runs on the worker class of :mod:`myapp.gunicorn_config`,
     the baselines on stock gevent. ``--worker-connections`` is raised from
-    gevent's 1,000 so that one process may hold 5,000 streams, and ``--timeout`` from
-    the benchmark is not killed by the arbiter mid-run; both apply to every system.
+    gevent's 1,000 so that one process may hold 10,000 streams (a process whose
+    connections are all taken stops accepting, and its neighbours take the next),
+    and ``--timeout`` so that the benchmark is not killed by the arbiter mid-run;
+    both apply to every system.
     """
     port = free_port()
     log_path = logdir / f"gunicorn-{name}-{port}.log"
@@ -231,7 +238,7 @@ def start_gunicorn(
             "--workers",
             str(workers),
             "--worker-connections",
-            "20000",
+            str(worker_connections),
             "--backlog",
             "4096",
             "--timeout",
