@@ -438,7 +438,7 @@ def render(results: dict) -> str:
         "",
         "```sh",
         ".venv/bin/pip install -e '.[test,bench]'   # playwright, uvloop for the clients",
-        ".venv/bin/python -m bench           # everything (about 20 minutes), writes this file",
+        ".venv/bin/python -m bench           # everything (about 30 minutes), writes this file",
         ".venv/bin/python -m bench --quick   # a smoke run of a few minutes, written to "
         "bench/results/quick.md",
         ".venv/bin/python -m bench --streams 100,1000 --systems stock,myapp,bare --duration 8",
