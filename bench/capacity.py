@@ -122,7 +122,8 @@ def probe(web: servers.WebServer, opts: CapacityOptions) -> dict:
 
 def run(opts: CapacityOptions, workdir: Path, db_path: Path, users: list[dict]) -> dict:
     """myapp's ramp; then, at the largest step only, myapp with heartbeats 40 times
-    rarer (what the heartbeats cost) and the floor (``bench.idle_app``)."""
+    rarer (what the heartbeats cost) and the floor (``bench.idle_app``); then myapp and
+    the floor on the host's several processes."""
     results: dict = {"steps": [], "quiet": [], "floor": [], "sources": SOURCES, "probe": {
         "seconds": opts.probe_seconds, "rate": opts.probe_rate,
         "connections": opts.probe_connections, "probes": opts.probes,
@@ -133,56 +134,40 @@ def run(opts: CapacityOptions, workdir: Path, db_path: Path, users: list[dict]) 
     db_path = workdir / "capacity.db"
     env = servers.service_env("redis://127.0.0.1:1/0", f"sqlite:///{db_path}")
     users = servers.create_users(env, db_path, [f"capacity-user-{i}" for i in range(len(users))])
-    with ExitStack() as stack:
-        redis = servers.start_redis(workdir / "redis-capacity", "capacity")
-        stack.callback(redis.stop)
-        env = servers.service_env(redis.url, f"sqlite:///{db_path}")
-        env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
-        results["steps"], results["server_errors"] = ramp(
-            "myapp", "app:app", env, [0, *opts.steps], redis, opts, workdir, users, skipped
-        )
+
+    def on_own_redis(name: str, app: str, steps: list[int], workers: int = 1, **settings):
+        """``ramp`` on a Redis of its own (the floor uses none: only so that the memory
+        columns read alike); myapp on the capacity database, its stream limit raised."""
+        redis = servers.start_redis(workdir / f"redis-{name}", name)
+        try:
+            if app == "app:app":
+                env = servers.service_env(redis.url, f"sqlite:///{db_path}")
+                env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
+            else:
+                env = servers.service_env(redis.url)
+            env.update(settings)
+            return ramp(name, app, env, steps, redis, opts, workdir, users, skipped, workers)
+        finally:
+            redis.stop()
+
+    results["steps"], results["server_errors"] = on_own_redis("myapp", "app:app", [0, *opts.steps])
     if opts.floor and opts.steps and time.monotonic() < opts.deadline:
-        with ExitStack() as stack:
-            redis = servers.start_redis(workdir / "redis-quiet", "quiet")
-            stack.callback(redis.stop)
-            env = servers.service_env(redis.url, f"sqlite:///{db_path}")
-            env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
-            env["STREAM_HEARTBEAT_SECONDS"] = str(QUIET_HEARTBEAT)
-            results["quiet"], _ = ramp(
-                "myapp-quiet", "app:app", env, [0, max(opts.steps)], redis, opts, workdir, users,
-                skipped,
-            )  # fmt: skip
+        top = [0, max(opts.steps)]
+        quiet = {"STREAM_HEARTBEAT_SECONDS": str(QUIET_HEARTBEAT)}
+        results["quiet"], _ = on_own_redis("myapp-quiet", "app:app", top, **quiet)
     if opts.floor and opts.steps and time.monotonic() < opts.deadline:
-        with ExitStack() as stack:
-            # Its own Redis only so that the memory columns read alike (it uses none).
-            redis = servers.start_redis(workdir / "redis-floor", "floor")
-            stack.callback(redis.stop)
-            env = servers.service_env(redis.url)
-            results["floor"], _ = ramp(
-                "floor", "bench.idle_app:app", env, [0, max(opts.steps)], redis, opts, workdir,
-                users, skipped,
-            )  # fmt: skip
+        results["floor"], _ = on_own_redis("floor", "bench.idle_app:app", [0, max(opts.steps)])
+    host = [0, opts.host_streams]
     if opts.host_streams and time.monotonic() < opts.deadline:
-        with ExitStack() as stack:
-            redis = servers.start_redis(workdir / "redis-host", "host")
-            stack.callback(redis.stop)
-            env = servers.service_env(redis.url, f"sqlite:///{db_path}")
-            env["MAX_STREAMS_PER_USER"] = str(STREAMS_PER_USER_LIMIT)
-            results["host"], results["host_errors"] = ramp(
-                "myapp-host", "app:app", env, [0, opts.host_streams], redis, opts, workdir,
-                users, skipped, workers=opts.host_processes,
-            )  # fmt: skip
+        results["host"], results["host_errors"] = on_own_redis(
+            "myapp-host", "app:app", host, workers=opts.host_processes
+        )
         results["host_processes"] = opts.host_processes
         results["host_connections"] = opts.host_connections
     if opts.host_streams and opts.floor and time.monotonic() < opts.deadline:
-        with ExitStack() as stack:
-            redis = servers.start_redis(workdir / "redis-floor-host", "floor-host")
-            stack.callback(redis.stop)
-            results["floor_host"], _ = ramp(
-                "floor-host", "bench.idle_app:app", servers.service_env(redis.url),
-                [0, opts.host_streams], redis, opts, workdir, users, skipped,
-                workers=opts.host_processes,
-            )  # fmt: skip
+        results["floor_host"], _ = on_own_redis(
+            "floor-host", "bench.idle_app:app", host, workers=opts.host_processes
+        )
     if skipped:
         results["skipped"] = ", ".join(skipped)
     return results
@@ -194,16 +179,11 @@ def ramp(
     """Open idle streams up to each of ``steps`` in turn; memory and probes at each.
     With several web ``workers``, as many clients open their streams at once."""
     found = []
+    connections = opts.host_connections if workers > 1 else 20_000
     with ExitStack() as stack:
-        if workers > 1:
-            web = servers.start_gunicorn(
-                f"capacity-{name}", app, env, workdir, workers=workers,
-                worker_connections=opts.host_connections,
-            )  # fmt: skip
-            servers.wait_until(lambda: len(web.worker_pids()) >= workers, 30, f"{name} workers")
-        else:
-            web = servers.start_gunicorn(f"capacity-{name}", app, env, workdir)
+        web = servers.start_gunicorn(f"capacity-{name}", app, env, workdir, workers, connections)
         stack.callback(web.stop)
+        servers.wait_until(lambda: len(web.worker_pids()) >= workers, 30, f"{name} workers")
         clients: list[LineProc] = []
         stack.callback(lambda: [c.stop() for c in clients])
         probe(web, opts)  # warm up: imports, first connections
