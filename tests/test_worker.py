@@ -11,7 +11,9 @@ from myapp.db import db
 from myapp.models import TrackedJob
 from myapp.pipeline import lifecycle
 from myapp.worker import TrackingWorker
+from tests.conftest import wait_until
 from tests.jobs import enqueue_test_job, start
+from tests.relay import Relay
 from tests.sse_client import Stream, ended, snapshot_sent
 
 
@@ -117,23 +119,17 @@ def test_a_stopping_worker_never_waits_for_its_command_listener(app):
             assert not worker.pubsub_thread.is_alive()
 
 
-def test_no_work_horse_is_forked_while_a_delayed_flush_runs():
+def test_no_work_horse_is_forked_while_a_delayed_flush_runs(make_app, redis_url):
     # A batch's held-back event is sent by a timer thread of the worker. A horse forked
     # while that thread held a lock (the database pool's) waited on it forever.
-    holding, began = threading.Event(), time.monotonic()
-
-    def flush():
-        with lifecycle._not_forking:  # what lifecycle._flush_later runs under
-            holding.set()
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=flush)
-    thread.start()
-    holding.wait(5)
-    pid = os.fork()
-    if pid == 0:  # the horse: the guard is free here, as any lock the flush took
-        os._exit(0 if lifecycle._not_forking.acquire(timeout=1) else 1)
-    waited = time.monotonic() - began
-    thread.join()
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    assert waited >= 0.5, "the fork did not wait for the flush"
+    with Relay.to(redis_url, pause=0.3) as relay:  # each reply after the first: 0.3 s
+        app = make_app(REDIS_URL=relay.url(redis_url))
+        flush = threading.Thread(target=lifecycle._flush_later, args=(app, 1, "a-parent"))
+        flush.start()
+        wait_until(lifecycle._not_forking.locked, 5)  # the flush is under way
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        flush.join(timeout=0.05)
+        assert not flush.is_alive(), "the fork did not wait for the flush"
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
