@@ -46,9 +46,9 @@ ALLOWANCES = {
     "workers": 420.0,
     "enqueue": 240.0,
     "page": 150.0,
-    "capacity": 900.0,  # the ramps to 100,000 streams over the host start by then
+    "capacity": 900.0,  # 12.9 minutes at full size (12-04 18:59), the host's ramps included
     "output": 180.0,
-    "scaleout": 360.0,  # about 5 minutes at full size, the dense fan-out included
+    "scaleout": 360.0,  # 3.7 minutes at full size (12-04 18:59), the dense fan-out included
 }
 
 

@@ -90,8 +90,9 @@ def open_files(web: servers.WebServer) -> list[int]:
 
 
 def busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy (``/proc/stat``: all but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    """CPU seconds the whole machine spent busy: ``/proc/stat``'s user to steal, less
+    idle and iowait (guest time is counted in user already)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
@@ -179,7 +180,7 @@ def ramp(
     """Open idle streams up to each of ``steps`` in turn; memory and probes at each.
     With several web ``workers``, as many clients open their streams at once."""
     found = []
-    connections = opts.host_connections if workers > 1 else 20_000
+    connections = opts.host_connections if workers > 1 else servers.WORKER_CONNECTIONS
     with ExitStack() as stack:
         web = servers.start_gunicorn(f"capacity-{name}", app, env, workdir, workers, connections)
         stack.callback(web.stop)

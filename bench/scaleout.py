@@ -231,12 +231,7 @@ def run(opts: ScaleOptions, workdir: Path, db_path: Path, users: list[dict] | No
         "repeats": opts.repeats,
         "per_p": [],
     }
-    for p in opts.processes:
-        if time.monotonic() > opts.deadline:
-            opts.log(f"  time budget spent: P={p} skipped")
-            results.setdefault("skipped", []).append(f"P={p}")
-            continue
-        results["per_p"].append(run_p(p, opts, workdir, db_path, users))
+    each_p(results, opts.processes, opts, lambda p: run_p(p, opts, workdir, db_path, users))
     if opts.dense_streams:
         dense = users[: opts.dense_users]
         dense_opts = replace(opts, repeats=min(opts.repeats, opts.dense_repeats))
@@ -244,15 +239,22 @@ def run(opts: ScaleOptions, workdir: Path, db_path: Path, users: list[dict] | No
             "users": len(dense), "streams": opts.dense_streams, "rate": opts.rate,
             "duration": opts.duration, "repeats": dense_opts.repeats, "per_p": [],
         }  # fmt: skip
-        for p in opts.dense_processes:
-            if time.monotonic() > opts.deadline:
-                opts.log(f"  time budget spent: dense P={p} skipped")
-                results["dense"].setdefault("skipped", []).append(f"P={p}")
-                continue
-            opts.log(f"  dense: {opts.dense_streams:,} streams over {len(dense)} users, P={p}")
-            entry = run_p(p, dense_opts, workdir, db_path, dense, streams=opts.dense_streams)
-            results["dense"]["per_p"].append(entry)
+        opts.log(f"  dense: {opts.dense_streams:,} streams over {len(dense)} users")
+        each_p(
+            results["dense"], opts.dense_processes, opts,
+            lambda p: run_p(p, dense_opts, workdir, db_path, dense, streams=opts.dense_streams),
+        )  # fmt: skip
     return results
+
+
+def each_p(results: dict, processes, opts: ScaleOptions, run_one) -> None:
+    """``run_one(p)`` into ``results["per_p"]`` for each P while the time budget lasts."""
+    for p in processes:
+        if time.monotonic() > opts.deadline:
+            opts.log(f"  time budget spent: P={p} skipped")
+            results.setdefault("skipped", []).append(f"P={p}")
+            continue
+        results["per_p"].append(run_one(p))
 
 
 if __name__ == "__main__":

@@ -604,92 +604,84 @@ def capacity_section(res: dict) -> list[str]:
     return lines
 
 
-def _ramp_ratio(steps: list[dict]) -> tuple | None:
-    """Memory per stream, streams, p99 against its 0-stream step, and web cores at the top."""
+def _ramp_top(steps: list[dict]) -> dict | None:
+    """A ramp's largest step against its 0-stream step: medians over the probes."""
     base = next((s for s in steps if s["n"] == 0), None)
     top = max((s for s in steps if s["n"]), key=lambda s: s["n"], default=None)
     if base is None or top is None or not top["open"]:
         return None
-    p99 = median(x["p99"] for x in top["probes"]) / median(x["p99"] for x in base["probes"])
-    cores = median(x["web_cores"] for x in top["probes"])
-    return _per_stream(top)["total"], top["open"], p99, cores
+    p99, base_p99 = (median(x["p99"] for x in step["probes"]) for step in (top, base))
+    per = _per_stream(top)
+    found = {
+        "top": top, "base": base, "p99": p99, "base_p99": base_p99, "ratio": p99 / base_p99,
+        "per": per, "cores": median(x["web_cores"] for x in top["probes"]),
+    }  # fmt: skip
+    found["met"] = top["open"] >= top["n"] and found["ratio"] <= 2 and per["total"] <= MEMORY_GOAL
+    return found
+
+
+def _goal_figures(r: dict) -> str:
+    """p99 against its baseline and memory per stream, with whether each goal is met."""
+    fast, small = r["ratio"] <= 2, r["per"]["total"] <= MEMORY_GOAL
+    per = r["per"]
+    return (
+        f"`/healthz` p99 {r['p99'] * 1000:.1f} ms, {r['ratio']:.1f}× the no-stream baseline's "
+        f"{r['base_p99'] * 1000:.1f} ms (goal ≤ 2×: {'met' if fast else 'missed'}), "
+        f"{r['cores']:.2f} web cores; {per['total'] / 1024:.1f} KiB per stream in all "
+        f"(web RSS {per['web'] / 1024:.1f}, Redis {per['redis'] / 1024:.1f}, kernel "
+        f"{per['kernel'] / 1024:.1f}; goal ≤ 32 KiB: {'met' if small else 'missed'})"
+    )
+
+
+def _comparison(r: dict | None, what: str) -> str | None:
+    if r is None:
+        return None
+    return (
+        f"{what}: {r['per']['total'] / 1024:.1f} KiB per stream at {r['top']['open']:,} "
+        f"streams, p99 {r['ratio']:.1f}× its own baseline, {r['cores']:.2f} web cores"
+    )
 
 
 def capacity_goals(res: dict) -> list[str]:
-    steps = res["steps"]
-    base = next((s for s in steps if s["n"] == 0), None)
-    top = max((s for s in steps if s["n"]), key=lambda s: s["n"], default=None)
-    if base is None or top is None:
-        return host_goal(res)
-    p99 = median(x["p99"] for x in top["probes"])
-    base_p99 = median(x["p99"] for x in base["probes"])
-    ratio = p99 / base_p99
-    per = _per_stream(top)
-    notes = []
-    for key, what in (
-        ("quiet", "myapp with heartbeats every 600 s instead of 15 s"),
-        ("floor", "the floor, a bare Flask SSE view on the same server"),
-    ):
-        other = _ramp_ratio(res.get(key, []))
-        if other is not None:
-            notes.append(
-                f"{what}: {other[0] / 1024:.1f} KiB per stream at {other[1]:,} streams, "
-                f"p99 {other[2]:.1f}× its own baseline, {other[3]:.2f} web cores"
-            )
+    lines = host_goal(res)
+    one = _ramp_top(res["steps"])
+    if one is None:
+        return lines
+    notes = [
+        note
+        for note in (
+            _comparison(_ramp_top(res.get("quiet", [])), "myapp with heartbeats every 600 s "
+                        "instead of 15 s"),
+            _comparison(_ramp_top(res.get("floor", [])), "the floor, a bare Flask SSE view on "
+                        "the same server"),
+        )
+        if note
+    ]  # fmt: skip
     floor_note = (" For comparison, " + "; ".join(notes) + ".") if notes else ""
-    all_open = top["open"] >= top["n"]
-    fast, small = ratio <= 2, per["total"] <= MEMORY_GOAL
-    return host_goal(res) + [
-        f"- **{top['n']:,} idle streams on one 2-core host: "
-        f"{'MET' if all_open and fast and small else 'MISSED'}.** {top['open']:,} of "
-        f"{top['n']:,} streams open on one web process; `/healthz` p99 {p99 * 1000:.1f} ms, "
-        f"{ratio:.1f}× the no-stream baseline's {base_p99 * 1000:.1f} ms (goal ≤ 2×: "
-        f"{'met' if fast else 'missed'}), the idle web process using "
-        f"{median(x['web_cores'] for x in top['probes']):.2f} cores; "
-        f"{per['total'] / 1024:.1f} KiB per stream in all "
-        f"(web RSS {per['web'] / 1024:.1f}, Redis {per['redis'] / 1024:.1f}, kernel "
-        f"{per['kernel'] / 1024:.1f}; goal ≤ 32 KiB: {'met' if small else 'missed'})." + floor_note
+    top = one["top"]
+    return lines + [
+        f"- **{top['n']:,} idle streams on one 2-core host: {'MET' if one['met'] else 'MISSED'}"
+        f".** {top['open']:,} of {top['n']:,} streams open on one web process; "
+        f"{_goal_figures(one)}.{floor_note}"
     ]
 
 
 def host_goal(res: dict) -> list[str]:
-    host = _ramp_ratio(res.get("host", []))
+    host = _ramp_top(res.get("host", []))
     if host is None:
         return []
-    per_stream, open_, ratio, cores = host
-    top = max(res["host"], key=lambda step: step["n"])
-    base = next(step for step in res["host"] if step["n"] == 0)
-    processes = res["host_processes"]
-    per = _per_stream(top)
-    fast, small = ratio <= 2, per_stream <= MEMORY_GOAL
-    met = open_ >= top["n"] and fast and small
-    p99, base_p99 = (median(x["p99"] for x in step["probes"]) for step in (top, base))
+    top, base, processes = host["top"], host["base"], res["host_processes"]
     files = top.get("open_files") or [0]
-    busy = median(x.get("host_cores", 0.0) for x in top["probes"])
+    busy = median(x["host_cores"] for x in top["probes"])
+    floor = _comparison(_ramp_top(res.get("floor_host", [])), "the floor on as many processes")
     return [
         f"- **{top['n']:,} idle streams on this 2-core host, over {processes} web processes "
-        f"(issue #18): {'MET' if met else 'MISSED'}.** {open_:,} of {top['n']:,} open "
-        f"({min(files):,}–{max(files):,} open files per process); `/healthz` p99 "
-        f"{p99 * 1000:.1f} ms, {ratio:.1f}× its baseline with the same processes and no "
-        f"stream ({base_p99 * 1000:.1f} ms; goal ≤ 2×: {'met' if fast else 'missed'}), "
-        f"{cores:.2f} web cores; {per_stream / 1024:.1f} KiB per stream in all (web RSS "
-        f"{per['web'] / 1024:.1f}, Redis {per['redis'] / 1024:.1f}, kernel "
-        f"{per['kernel'] / 1024:.1f}; goal ≤ 32 KiB: {'met' if small else 'missed'}), "
-        f"on top of {base['memory']['web_rss'] / processes / 2**20:.0f} MiB of RSS per web "
-        f"process before any stream; the machine's 2 cores {busy:.2f} busy." + _floor_host_note(res)
+        f"(issue #18): {'MET' if host['met'] else 'MISSED'}.** {top['open']:,} of "
+        f"{top['n']:,} open ({min(files):,}–{max(files):,} open files per process); "
+        f"{_goal_figures(host)}, on top of {base['memory']['web_rss'] / processes / 2**20:.0f} "
+        f"MiB of RSS per web process before any stream; the machine's 2 cores "
+        f"{busy:.2f} busy." + (f" For comparison, {floor}." if floor else "")
     ]
-
-
-def _floor_host_note(res: dict) -> str:
-    floor = _ramp_ratio(res.get("floor_host", []))
-    if floor is None:
-        return ""
-    top = max(res["floor_host"], key=lambda step: step["n"])
-    busy = median(x.get("host_cores", 0.0) for x in top["probes"])
-    return (
-        f" The floor on as many processes: {floor[1]:,} streams, p99 {floor[2]:.1f}× its own "
-        f"baseline, {floor[0] / 1024:.1f} KiB per stream, the machine's cores {busy:.2f} busy."
-    )
 
 
 # -- output streams ------------------------------------------------------------------

@@ -206,13 +206,17 @@ class WebServer:
         self.proc.stop(15)
 
 
+#: gunicorn's ``--worker-connections`` unless a scenario sets its own.
+WORKER_CONNECTIONS = 20_000
+
+
 def start_gunicorn(
     name: str,
     app: str,
     env: dict[str, str],
     logdir: Path,
     workers: int = 1,
-    worker_connections: int = 20000,
+    worker_connections: int = WORKER_CONNECTIONS,
 ) -> WebServer:
     """gunicorn, gevent worker class, one worker process (``workers`` for the
     scale-out and the host's capacity), as the Procfile runs it.
